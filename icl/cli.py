@@ -1,0 +1,162 @@
+"""The `icl` command: parse arguments, call one library function, print a one-screen summary.
+
+    icl train [EXPERIMENT] [--set section.field=value ...] [--out DIR]
+    icl compare RUN_DIR [--against gd,least_squares] [--tasks N]
+    icl plot RUN_DIR
+    icl list
+    icl verify
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _experiment(name: str | None, assignments):
+    import experiments  # noqa: PLC0415
+
+    from icl.config import apply_overrides  # noqa: PLC0415
+
+    return apply_overrides(experiments.get(name or experiments.DEFAULT), assignments)
+
+
+def default_run_dir(config) -> Path:
+    """runs/<experiment>-<hash of the config without train.steps>: the same command resumes."""
+    data = config.to_dict()
+    data["train"].pop("steps")
+    digest = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+    return Path("runs") / f"{config.name}-{digest}"
+
+
+def _mean_spread(values) -> str:
+    values = np.atleast_1d(np.asarray(values, dtype=float))
+    return f"{values.mean():#.4g}" + (f" ± {values.std():.2g}" if len(values) > 1 else "")
+
+
+def format_table(summary: dict) -> str:
+    """The comparison table of a summary (or of `icl compare`'s result)."""
+    lines = [
+        f"held-out tasks: {summary['n_tasks']}   zero predictor loss: {summary['zero_loss']:.4f}",
+        f"{'learner':<22}{'loss':>18}{'preds_diff':>18}{'model_cos':>18}{'model_diff':>18}",
+        f"{'trained model':<22}{_mean_spread(summary['model']['loss']):>18}",
+    ]
+    for name, row in summary["solvers"].items():
+        label = name + (f" (lr={row['hparams']['lr']:.3f})" if "lr" in row["hparams"] else "")
+        lines.append(
+            f"{label:<22}{row['loss']:>#18.4g}{_mean_spread(row['preds_diff']):>18}"
+            f"{_mean_spread(row['model_cos']):>18}{_mean_spread(row['model_diff']):>18}"
+        )
+    lines.append("(preds_diff, model_cos, model_diff: trained model vs that learner)")
+    return "\n".join(lines)
+
+
+def cmd_train(args) -> int:
+    from icl import plots, train  # noqa: PLC0415
+
+    config = _experiment(args.experiment, args.set)
+    run_dir = Path(args.out) if args.out else default_run_dir(config)
+    print(f"experiment {config.name} -> {run_dir}")
+    try:
+        summary = train.train(config, run_dir, until_step=args.until_step, progress=not args.no_progress)
+    except train.TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    if "stopped_at" in summary:
+        print(f"stopped at step {summary['stopped_at']}; run the same command again to resume")
+        return 0
+    figure = plots.plot_run(run_dir)
+    print(format_table(summary))
+    rate = summary["train_steps_per_s"]
+    print(f"steps {summary['steps']}  wall {summary['wall_s']:.1f} s  ({rate} steps/s after compilation)")
+    print(f"wrote {run_dir / 'summary.json'} and {figure}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from icl import train  # noqa: PLC0415
+
+    config, params, step = train.load_params(args.run_dir)
+    against = [a for a in args.against.split(",") if a]
+    table = train.final_table(config, params, against, args.tasks)
+    table["step"] = step
+    out = Path(args.run_dir) / "compare.json"
+    out.write_text(json.dumps(table, indent=2))
+    print(f"{args.run_dir} at step {step}")
+    print(format_table(table))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from icl import plots  # noqa: PLC0415
+
+    print(f"wrote {plots.plot_run(args.run_dir)}")
+    return 0
+
+
+def cmd_list(_args) -> int:
+    import experiments  # noqa: PLC0415
+
+    from icl import solvers, tasks  # noqa: PLC0415
+
+    print("experiments:  " + ", ".join(f"{n}{' (default)' if n == experiments.DEFAULT else ''}" for n in experiments.names()))
+    print("task families: " + ", ".join(tasks.names()))
+    print("solvers:      " + ", ".join(solvers.names()))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from icl.verify import construction_errors  # noqa: PLC0415
+
+    rows = construction_errors(max_layers=args.layers)
+    print(f"LSA constructions vs explicit solvers, float64, 1,000 tasks (d=10, N=10, lr={rows[0]['lr']:.4f})")
+    print(f"{'layers':>6}{'max|GD model - GD|':>22}{'max|GD++ model - GD++|':>26}")
+    for row in rows:
+        print(f"{row['layers']:>6}{row['gd_max_abs_err']:>22.2e}{row['gd_plus_plus_max_abs_err']:>26.2e}")
+    worst = max(max(r["gd_max_abs_err"], r["gd_plus_plus_max_abs_err"]) for r in rows)
+    print("OK: equal to float64 precision" if worst <= 1e-10 else "FAILED: constructions differ from the solvers")
+    return 0 if worst <= 1e-10 else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="icl", description="Transformers learn in-context by gradient descent: train, compare, verify.")
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train an experiment (default: paper_1layer) and compare it with GD")
+    t.add_argument("experiment", nargs="?", help="experiment name (see `icl list`)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.n_layers=2, train.steps=1000, task=sine")
+    t.add_argument("--out", help="run directory (default runs/<experiment>-<config hash>)")
+    t.add_argument("--until-step", type=int, help="stop at this step with a checkpoint (resume later)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+    c = sub.add_parser("compare", help="compare a trained run with solvers on held-out tasks")
+    c.add_argument("run_dir")
+    c.add_argument("--against", default="gd,least_squares", help="comma-separated solvers (see `icl list`)")
+    c.add_argument("--tasks", type=int, default=10000, help="number of held-out tasks")
+    c.set_defaults(func=cmd_compare)
+    pl = sub.add_parser("plot", help="redraw a run's figure from its log")
+    pl.add_argument("run_dir")
+    pl.set_defaults(func=cmd_plot)
+    sub.add_parser("list", help="experiments, task families and solvers").set_defaults(func=cmd_list)
+    v = sub.add_parser("verify", help="check the GD / GD++ constructions against the solvers in float64")
+    v.add_argument("--layers", type=int, default=5)
+    v.set_defaults(func=cmd_verify)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

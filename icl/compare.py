@@ -1,0 +1,114 @@
+"""Compare any two in-context learners through the solver interface
+`predict(x_ctx [B, N, d], y_ctx [B, N], x_query [B, M, d]) -> [B, M]` (von Oswald et al. 2023, Sec. 3):
+
+  loss        0.5 * mean (y_hat - y_q)^2                       (the paper's; `mse / d` also reported)
+  preds_diff  mean |y_hat_a - y_hat_b|
+  sensitivity g = d y_hat / d x_q, the linear model a learner implies at the query  [B, M, d]
+  model_cos   mean cos(g_a, g_b)
+  model_diff  mean ||g_a - g_b||
+
+Queries are independent in every learner here (no query sees another), so the gradient of the sum
+of predictions with respect to x_query is the per-query sensitivity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from icl import solvers
+from icl.tasks.base import Batch
+
+Predictor = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+def loss(y_hat: jax.Array, y: jax.Array) -> jax.Array:
+    """0.5 * mean squared error, the paper's loss."""
+    return 0.5 * jnp.mean((y_hat - y) ** 2)
+
+
+def sensitivities(predict: Predictor, batch: Batch) -> jax.Array:
+    """d y_hat / d x_q for every task and query: [B, M, d]."""
+    return jax.grad(lambda xq: jnp.sum(predict(batch.x_ctx, batch.y_ctx, xq)))(batch.x_query)
+
+
+def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Cosine similarity along the last axis; 0 where either vector is 0."""
+    norms = jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1)
+    return jnp.where(norms > 0, jnp.sum(a * b, axis=-1) / jnp.where(norms > 0, norms, 1.0), 0.0)
+
+
+def compare(predict_a: Predictor, predict_b: Predictor, batch: Batch) -> dict[str, jax.Array]:
+    """Losses of a and b and how alike they are on `batch` (definitions in the module docstring)."""
+    y_a = predict_a(batch.x_ctx, batch.y_ctx, batch.x_query)  # [B, M]
+    y_b = predict_b(batch.x_ctx, batch.y_ctx, batch.x_query)
+    g_a, g_b = sensitivities(predict_a, batch), sensitivities(predict_b, batch)  # [B, M, d]
+    return dict(
+        loss=loss(y_a, batch.y_query),
+        loss_other=loss(y_b, batch.y_query),
+        preds_diff=jnp.mean(jnp.abs(y_a - y_b)),
+        model_cos=jnp.mean(cosine(g_a, g_b)),
+        model_diff=jnp.mean(jnp.linalg.norm(g_a - g_b, axis=-1)),
+    )
+
+
+def solver_predictor(name: str, task, key: jax.Array, **hparams) -> tuple[Predictor, dict]:
+    """The solver `name` with the hyper-parameters that suit `task`, unless given in `hparams`:
+
+      gd                 lr = optimal_gd_lr(task) (closed form), steps = 1
+      preconditioned_gd  gamma_matrix = Gamma*(task's input covariance, N, noise, weight scale)
+      ridge, bayes_ridge the Bayes-optimal lam = noise_std^2 / weight_std^2
+      newton             steps = 10
+      gd_plus_plus       lr = optimal one-step lr, gamma = 0, steps = 1 (set them to fit more steps)
+    Returns the predictor and the hyper-parameters it uses (JSON-friendly).
+    """
+    solver = solvers.get(name)
+    noise = float(getattr(task, "noise_std", 0.0))
+    weight = float(getattr(task, "weight_std", 1.0))
+    if name in ("gd", "gd_plus_plus") and "lr" not in hparams:
+        hparams["lr"] = solvers.optimal_gd_lr(task, key)
+    if name == "gd_plus_plus":
+        hparams.setdefault("gamma", 0.0)
+    if name == "preconditioned_gd" and "gamma_matrix" not in hparams:
+        if not hasattr(task, "input_covariance"):
+            raise ValueError(f"preconditioned_gd needs gamma_matrix for task family {task.family!r}")
+        hparams["gamma_matrix"] = solvers.gamma_star(task.input_covariance, task.n_ctx, noise, weight)
+    if name == "ridge":
+        hparams.setdefault("lam", (noise / weight) ** 2)
+    if name == "bayes_ridge":
+        hparams.setdefault("noise_std", noise)
+        hparams.setdefault("weight_std", weight)
+    if name == "newton":
+        hparams.setdefault("steps", 10)
+    public = {k: (np.asarray(v).tolist() if not isinstance(v, (int, float, str)) else v) for k, v in hparams.items()}
+    return functools.partial(solver, **hparams), public
+
+
+def sweep(predictors: dict[str, Predictor], tasks_by_value: dict, key: jax.Array, n_tasks: int) -> dict:
+    """loss of every predictor on `n_tasks` tasks of each task variant: {name: [loss per value]}.
+
+    Build the variants with e.g. `input_scale_variants` or `context_length_variants`.
+    """
+    out = {name: [] for name in predictors}
+    for task in tasks_by_value.values():
+        batch = task.sample(key, n_tasks)
+        for name, predict in predictors.items():
+            out[name].append(float(loss(predict(batch.x_ctx, batch.y_ctx, batch.x_query), batch.y_query)))
+    return out
+
+
+def input_scale_variants(task, alphas) -> dict:
+    """The task with inputs scaled by each alpha (out-of-distribution when alpha != 1)."""
+    if not hasattr(task, "input_scale"):
+        raise ValueError(f"task family {task.family!r} has no input_scale to sweep")
+    return {float(a): dataclasses.replace(task, input_scale=task.input_scale * float(a)) for a in alphas}
+
+
+def context_length_variants(task, n_values) -> dict:
+    """The task with each number of context examples."""
+    return {int(n): dataclasses.replace(task, n_ctx=int(n)) for n in n_values}

@@ -1,0 +1,208 @@
+"""Typed, frozen configs for a training run, their JSON form and `--set key=value` overrides.
+
+An experiment is an `ExperimentConfig`: a task (any registered family's dataclass), a
+`ModelConfig`, an `OptimConfig` and a `TrainConfig`. Library code only ever sees these objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any
+
+from icl import tasks
+from icl.models import ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """optax optimiser: `name` in (adamw, adam, sgd), with global-norm clipping and a schedule.
+
+    schedule: "constant" or "cosine" (decay to 0 over the run), after `warmup_steps` of linear
+    warm-up from 0.
+    """
+
+    name: str = "adam"
+    lr: float = 1e-3
+    b1: float = 0.9
+    b2: float = 0.999
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    warmup_steps: int = 0
+    schedule: str = "constant"
+
+    def __post_init__(self):
+        if self.name not in ("adamw", "adam", "sgd"):
+            raise ValueError(f"optim: name must be one of adamw, adam, sgd, got {self.name!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"optim: schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if not self.lr > 0:
+            raise ValueError(f"optim: lr must be > 0, got {self.lr!r}")
+        if not (0 <= self.b1 < 1 and 0 <= self.b2 < 1):
+            raise ValueError("optim: b1 and b2 must lie in [0, 1)")
+        if self.grad_clip < 0 or self.weight_decay < 0 or self.warmup_steps < 0:
+            raise ValueError("optim: grad_clip, weight_decay and warmup_steps must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training loop.
+
+    Attributes:
+      steps: optimiser steps; every step draws `batch_size` fresh tasks from fold_in(key, step).
+      seed: seed of the first run; `n_seeds` runs use seed, seed + 1, ... in one vmapped program.
+      eval_every: steps between evaluations on `eval_tasks` held-out tasks (also the number of
+        steps compiled into one dispatch, and the log interval).
+      ckpt_every: steps between checkpoints (a multiple of eval_every).
+      final_eval_tasks: held-out tasks for the final comparison table.
+      eval_seed: root of every held-out key (evaluation, final table, the optimal GD lr); training
+        keys derive from `seed` by another path, so no held-out task is ever trained on.
+      dtype: "float32" or "float64" (sets jax_enable_x64 for the run).
+    """
+
+    steps: int = 5000
+    batch_size: int = 2048
+    seed: int = 0
+    n_seeds: int = 1
+    eval_every: int = 100
+    eval_tasks: int = 2048
+    ckpt_every: int = 1000
+    final_eval_tasks: int = 10000
+    eval_seed: int = 2**20
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "n_seeds", "eval_every", "eval_tasks", "ckpt_every", "final_eval_tasks"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"train: {name} must be an integer >= 1, got {value!r}")
+        if self.ckpt_every % self.eval_every:
+            raise ValueError(
+                f"train: ckpt_every ({self.ckpt_every}) must be a multiple of eval_every ({self.eval_every})"
+            )
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"train: dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """One training experiment: what to learn, with what, and how."""
+
+    name: str = "custom"
+    task: Any = dataclasses.field(default_factory=lambda: tasks.get("linear"))
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    compare_against: tuple[str, ...] = ("gd", "least_squares")
+
+    def __post_init__(self):
+        if getattr(type(self.task), "family", None) not in tasks.names():
+            raise ValueError(f"config: task must be a registered task family, got {self.task!r}")
+        from icl import solvers  # noqa: PLC0415  (solvers import nothing from here)
+
+        for name in self.compare_against:
+            solvers.get(name)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["task"] = {"family": self.task.family, **dataclasses.asdict(self.task)}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ExperimentConfig":
+        data = dict(data)
+        task_params = dict(data.pop("task"))
+        family = task_params.pop("family")
+        return cls(
+            name=data["name"],
+            task=tasks.get(family, **_coerce_fields(tasks.family(family), task_params)),
+            model=ModelConfig(**_coerce_fields(ModelConfig, data["model"])),
+            optim=OptimConfig(**_coerce_fields(OptimConfig, data["optim"])),
+            train=TrainConfig(**_coerce_fields(TrainConfig, data["train"])),
+            compare_against=tuple(data["compare_against"]),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _coerce_fields(cls, values: dict) -> dict:
+    """JSON lists back to tuples where the dataclass field is a tuple."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, list) and "tuple" in str(hints.get(key, "")):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        out[key] = value
+    return out
+
+
+def _parse_value(text: str, current: Any, where: str) -> Any:
+    """Parse `text` as the type of the field's current value."""
+    if isinstance(current, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"--set {where}: expected true or false, got {text!r}")
+    try:
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+        if isinstance(current, tuple) or (isinstance(current, str) and text.startswith(("[", "("))):
+            value = json.loads(text.replace("(", "[").replace(")", "]"))
+            return tuple(tuple(v) if isinstance(v, list) else v for v in value) if isinstance(value, list) else value
+    except ValueError as error:
+        raise ValueError(f"--set {where}: cannot read {text!r} as {type(current).__name__}") from error
+    return text
+
+
+def _parse_assignment(config: ExperimentConfig, assignment: str) -> tuple[str, str, Any]:
+    """`section.field=value` -> (section, field, typed value); `task=family`, `name=`,
+    `compare_against=a,b` -> (key, "", value)."""
+    if "=" not in assignment:
+        raise ValueError(f"--set expects key=value, got {assignment!r}")
+    key, text = assignment.split("=", 1)
+    if key == "task":
+        tasks.family(text)
+        return key, "", text
+    if key == "name":
+        return key, "", text
+    if key == "compare_against":
+        return key, "", tuple(s for s in text.split(",") if s)
+    sections = ("task", "model", "optim", "train")
+    section, _, field = key.partition(".")
+    if section not in sections or not field:
+        valid = ", ".join(f"{s}.<field>" for s in sections)
+        raise ValueError(f"--set {key!r}: unknown key; use task=<family>, name=..., compare_against=..., or {valid}")
+    obj = getattr(config, section)
+    names = [f.name for f in dataclasses.fields(obj) if f.init]
+    if field not in names:
+        raise ValueError(f"--set {key!r}: {section} has no field {field!r}; valid: {', '.join(names)}")
+    return section, field, _parse_value(text, getattr(obj, field), key)
+
+
+def apply_overrides(config: ExperimentConfig, assignments) -> ExperimentConfig:
+    """Apply `--set` assignments; fields of one section are replaced together (order-free), so
+    e.g. `task.d=2 task.covariance=[[1,0],[0,2]]` is validated as a whole."""
+    top: dict[str, Any] = {}
+    fields: dict[str, dict[str, Any]] = {}
+    assignments = list(assignments or ())
+    assignments.sort(key=lambda a: not a.startswith("task="))  # a new family first, then its fields
+    for assignment in assignments:
+        section, field, value = _parse_assignment(config, assignment)
+        if field:
+            fields.setdefault(section, {})[field] = value
+        elif section == "task":
+            config = dataclasses.replace(config, task=tasks.get(value))
+        else:
+            top[section] = value
+    updates = {section: dataclasses.replace(getattr(config, section), **values) for section, values in fields.items()}
+    return dataclasses.replace(config, **top, **updates)
+
+
+def override(config: ExperimentConfig, assignment: str) -> ExperimentConfig:
+    """Apply one `--set` assignment (see `apply_overrides`)."""
+    return apply_overrides(config, [assignment])

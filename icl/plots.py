@@ -1,0 +1,60 @@
+"""Figures drawn from a run directory's files (`log.jsonl`, `summary.json`), never from memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def read_log(run_dir: str | Path) -> list[dict]:
+    lines = (Path(run_dir) / "log.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    by_step = {r["step"]: r for r in records if "event" not in r}  # a resumed run may repeat steps
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def _band(ax, steps, values, label, **kw):
+    values = np.asarray(values, dtype=float)  # [T, S]
+    mean = values.mean(1)
+    (line,) = ax.plot(steps, mean, label=label, **kw)
+    if values.shape[1] > 1:
+        ax.fill_between(steps, values.min(1), values.max(1), color=line.get_color(), alpha=0.2)
+
+
+def plot_run(run_dir: str | Path, path: str | Path | None = None) -> Path:
+    """Loss of model vs GD (and least squares) over training, and model_cos / model_diff /
+    preds_diff against GD over training; mean over seeds with min-max band. Returns the PNG path."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    run_dir = Path(run_dir)
+    log = read_log(run_dir)
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    steps = np.array([r["step"] for r in log])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    ax = axes[0]
+    _band(ax, steps, [r["loss"] for r in log], "trained LSA (held-out)")
+    _band(ax, steps, [r["gd_loss"] for r in log], "1-step GD, optimal eta", ls="--", color="k")
+    if summary and "least_squares" in summary["solvers"]:
+        ls_loss = summary["solvers"]["least_squares"]["loss"]
+        ax.axhline(ls_loss, color="gray", ls=":", label=f"least squares ({ls_loss:.2g})")
+    ax.set(xlabel="training step", ylabel="held-out loss 0.5 (y_hat - y)^2", title="loss", ylim=(0, None))
+    ax.legend()
+    _band(axes[1], steps, [r["model_cos"] for r in log], "model_cos vs GD", color="C2")
+    axes[1].set(xlabel="training step", ylabel="cosine of d y_hat / d x_q", title="sensitivity alignment with GD", ylim=(-0.05, 1.05))
+    _band(axes[2], steps, [r["model_diff"] for r in log], "model_diff", color="C3")
+    _band(axes[2], steps, [r["preds_diff"] for r in log], "preds_diff", color="C4")
+    axes[2].set(xlabel="training step", yscale="log", title="difference to GD")
+    axes[2].legend()
+    name = summary["experiment"] if summary else run_dir.name
+    fig.suptitle(f"{name}: trained transformer vs one step of gradient descent")
+    fig.tight_layout()
+    path = Path(path) if path else run_dir / "figure.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

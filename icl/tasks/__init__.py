@@ -1,0 +1,13 @@
+"""In-context regression task families behind one registry.
+
+    task = tasks.get("linear", d=10, n_ctx=10)   # tasks.names() lists the families
+    batch = task.sample(key, batch_size)          # x_ctx [B,N,d], y_ctx [B,N], x_query [B,M,d], ...
+
+A new family is one file with a frozen dataclass decorated `@register("name")` and one import
+line below.
+"""
+
+from icl.tasks.base import Batch, Task, family, get, names, register
+from icl.tasks import linear, sine  # noqa: F401  (registration: one line per family)
+
+__all__ = ["Batch", "Task", "family", "get", "names", "register"]

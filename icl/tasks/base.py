@@ -1,0 +1,139 @@
+"""Batches of in-context regression tasks and the registry of task families.
+
+Shape letters used across the package: B tasks in a batch, N context examples (`n_ctx`),
+M query points per task (`n_query`), d input dimension.
+
+A task family is a frozen dataclass (its fields are its prior: input distribution, task
+distribution, noise) with a method `sample(key, batch_size) -> Batch`. The dataclass is both the
+config and the sampler, so it is hashable and can be closed over by `jax.jit`. Registering it
+with `@register("name")` makes it available to `tasks.get`, the CLI, config validation and the
+shared contract test at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Protocol
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class Batch:
+    """A batch of B regression tasks, each with N context pairs and M query pairs.
+
+    Attributes:
+      x_ctx:   [B, N, d] context inputs.
+      y_ctx:   [B, N]    context labels.
+      x_query: [B, M, d] query inputs.
+      y_query: [B, M]    query labels (targets, never shown to a model).
+      w:       [B, d]    the task's weight vector, for families that have one; else None.
+    """
+
+    x_ctx: jax.Array
+    y_ctx: jax.Array
+    x_query: jax.Array
+    y_query: jax.Array
+    w: jax.Array | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.x_ctx.shape[0]
+
+    @property
+    def n_ctx(self) -> int:
+        return self.x_ctx.shape[1]
+
+    @property
+    def d(self) -> int:
+        return self.x_ctx.shape[2]
+
+
+class Task(Protocol):
+    """What every registered task family provides."""
+
+    d: int
+    n_ctx: int
+    n_query: int
+
+    def sample(self, key: jax.Array, batch_size: int) -> Batch: ...
+
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(name: str) -> Callable[[type], type]:
+    """Class decorator: `@register("linear")` adds a task family under `name`."""
+
+    def add(cls: type) -> type:
+        if name in _REGISTRY:
+            raise ValueError(f"task family {name!r} is already registered ({_REGISTRY[name]})")
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"task family {name!r} must be a dataclass, got {cls}")
+        cls.family = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return add
+
+
+def names() -> list[str]:
+    """The registered task family names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def family(name: str) -> type:
+    """The dataclass registered as `name`, with a clear error for an unknown name."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown task family {name!r}; known families: {', '.join(names())}")
+    return _REGISTRY[name]
+
+
+def get(name: str, **params) -> Task:
+    """Build the task family `name` with `params` (its dataclass fields), validated."""
+    cls = family(name)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise ValueError(
+            f"task family {name!r} has no parameter(s) {', '.join(unknown)}; "
+            f"its parameters are: {', '.join(sorted(fields))}"
+        )
+    return cls(**params)
+
+
+def check_positive_int(owner: str, **values: int) -> None:
+    """Raise a readable ValueError unless every value is an int >= 1."""
+    for field_name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{owner}: {field_name} must be an integer >= 1, got {value!r}")
+
+
+def check_non_negative(owner: str, **values: float) -> None:
+    """Raise a readable ValueError unless every value is a real number >= 0."""
+    for field_name, value in values.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+            raise ValueError(f"{owner}: {field_name} must be a number >= 0, got {value!r}")
+
+
+def check_inputs(x_ctx, y_ctx, x_query, d: int | None = None):
+    """Validate solver/model inputs; returns (x_ctx, y_ctx, x_query [B, M, d], squeeze)."""
+    x_ctx, y_ctx, x_query = jnp.asarray(x_ctx), jnp.asarray(y_ctx), jnp.asarray(x_query)
+    if x_ctx.ndim != 3:
+        raise ValueError(f"x_ctx must be [batch, n_ctx, d], got shape {x_ctx.shape}")
+    b, n, dim = x_ctx.shape
+    if y_ctx.shape != (b, n):
+        raise ValueError(f"y_ctx must be [batch, n_ctx] = {(b, n)} to match x_ctx {x_ctx.shape}, got {y_ctx.shape}")
+    squeeze = x_query.ndim == 2
+    if squeeze:
+        x_query = x_query[:, None, :]
+    if x_query.ndim != 3 or x_query.shape[0] != b or x_query.shape[2] != dim:
+        raise ValueError(
+            f"x_query must be [batch, d] or [batch, n_query, d] with batch={b}, d={dim} "
+            f"(from x_ctx {x_ctx.shape}), got {x_query.shape}"
+        )
+    if d is not None and dim != d:
+        raise ValueError(f"inputs have d={dim} but the model was built for d={d}")
+    return x_ctx, y_ctx, x_query, squeeze

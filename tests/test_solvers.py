@@ -1,0 +1,199 @@
+"""Every solver against a naive NumPy loop and against the closed forms it converges to."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from icl import solvers, tasks
+
+ATOL = 1e-10  # float64
+
+
+def _data(seed, b=6, n=7, d=4, m=3):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (b, n, d))
+    w = rng.standard_normal((b, d))
+    y = np.einsum("bnd,bd->bn", x, w) + 0.1 * rng.standard_normal((b, n))
+    xq = rng.uniform(-1, 1, (b, m, d))
+    return x, y, xq
+
+
+def naive_gd(x, y, xq, lr, steps, w0):
+    out = np.zeros(xq.shape[:2])
+    for t in range(x.shape[0]):
+        w = np.array(w0, dtype=np.float64)
+        for _ in range(steps):
+            grad = sum((w @ x[t, i] - y[t, i]) * x[t, i] for i in range(x.shape[1])) / x.shape[1]
+            w = w - lr * grad
+        out[t] = xq[t] @ w
+    return out
+
+
+def naive_ridge(x, y, xq, lam):
+    return np.stack([xq[t] @ np.linalg.solve(x[t].T @ x[t] + lam * np.eye(x.shape[2]), x[t].T @ y[t]) for t in range(len(x))])
+
+
+@pytest.mark.parametrize("steps", [0, 1, 3])
+def test_gd_matches_loop(steps):
+    x, y, xq = _data(0)
+    w0 = np.linspace(-1, 1, x.shape[2])
+    got = solvers.gd(x, y, xq, lr=0.3, steps=steps, w0=w0)
+    np.testing.assert_allclose(got, naive_gd(x, y, xq, 0.3, steps, w0), atol=ATOL)
+
+
+def test_gd_single_query_shape_and_jit():
+    x, y, xq = _data(1)
+    one = solvers.gd(x, y, xq[:, 0], lr=0.5)
+    assert one.shape == (x.shape[0],)
+    jitted = jax.jit(solvers.gd, static_argnames="steps")(x, y, xq[:, 0], lr=0.5, steps=1)
+    np.testing.assert_allclose(one, jitted, atol=ATOL)
+    # one step from 0 is (lr/N) sum_i y_i x_i . x_q (the paper's convention)
+    expected = 0.5 / x.shape[1] * np.einsum("bn,bnd,bd->b", y, x, xq[:, 0])
+    np.testing.assert_allclose(one, expected, atol=ATOL)
+
+
+def test_gd_plus_plus_matches_loop():
+    x, y, xq = _data(2)
+    lr, gamma, steps = 0.4, 0.05, 3
+    expected = np.zeros(xq.shape[:2])
+    for t in range(len(x)):
+        xs, r, xqs, rq = x[t].copy(), y[t].copy(), xq[t].copy(), np.zeros(xq.shape[1])
+        for _ in range(steps):
+            new_r = r - lr / len(xs) * np.array([sum(r[i] * xs[i] @ xs[j] for i in range(len(xs))) for j in range(len(xs))])
+            rq = rq - lr / len(xs) * np.array([sum(r[i] * xs[i] @ q for i in range(len(xs))) for q in xqs])
+            cov = xs.T @ xs
+            xs, xqs, r = xs - gamma * xs @ cov, xqs - gamma * xqs @ cov, new_r
+        expected[t] = -rq
+    np.testing.assert_allclose(solvers.gd_plus_plus(x, y, xq, lr=lr, gamma=gamma, steps=steps), expected, atol=ATOL)
+    # gamma = 0 is plain GD
+    np.testing.assert_allclose(
+        solvers.gd_plus_plus(x, y, xq, lr=lr, gamma=0.0, steps=steps), solvers.gd(x, y, xq, lr=lr, steps=steps), atol=ATOL
+    )
+
+
+def test_preconditioned_gd():
+    x, y, xq = _data(3)
+    gamma = np.random.default_rng(0).standard_normal((4, 4))
+    expected = np.einsum("bmd,de,bne,bn->bm", xq, gamma, x, y)
+    np.testing.assert_allclose(solvers.preconditioned_gd(x, y, xq, gamma), expected, atol=ATOL)
+    lr, n = 0.7, x.shape[1]
+    np.testing.assert_allclose(
+        solvers.preconditioned_gd(x, y, xq, lr / n * np.eye(4)), solvers.gd(x, y, xq, lr=lr), atol=ATOL
+    )
+
+
+@pytest.mark.parametrize("lam", [0.01, 1.0, 10.0])
+def test_ridge_matches_normal_equations(lam):
+    x, y, xq = _data(4)
+    np.testing.assert_allclose(solvers.ridge(x, y, xq, lam), naive_ridge(x, y, xq, lam), atol=ATOL)
+
+
+def test_bayes_ridge_is_ridge_with_noise_ratio():
+    x, y, xq = _data(5)
+    np.testing.assert_allclose(
+        solvers.bayes_ridge(x, y, xq, noise_std=0.5, weight_std=2.0), naive_ridge(x, y, xq, 0.0625), atol=ATOL
+    )
+
+
+@pytest.mark.parametrize("n,d", [(12, 4), (4, 4), (3, 6)])
+def test_convergence_to_least_squares(n, d):
+    """GD with many small steps, ridge with lam -> 0 and Newton–Schulz all reach min-norm LS."""
+    x, y, xq = _data(6, n=n, d=d)
+    ls = np.stack([xq[t] @ np.linalg.pinv(x[t]) @ y[t] for t in range(len(x))])
+    np.testing.assert_allclose(solvers.least_squares(x, y, xq), ls, atol=1e-9)
+    np.testing.assert_allclose(solvers.ridge(x, y, xq, 1e-12), ls, atol=1e-8)
+    for steps in (40, 200):  # stays converged long after convergence, singular S included
+        np.testing.assert_allclose(solvers.newton(x, y, xq, steps=steps), ls, atol=1e-8)
+    # GD from 0 stays in the row space of X, so it too converges to the min-norm solution.
+    # Its error decays like (1 - lr * lambda_min+ / N)^K: take K so that this is below 1e-12.
+    eig = [np.linalg.eigvalsh(x[t] @ x[t].T / n) for t in range(len(x))]  # nonzero spectrum of X^T X / N
+    lam_max, lam_min = max(e.max() for e in eig), min(e[e > 1e-10].min() for e in eig)
+    lr = 1.0 / lam_max
+    steps = int(np.ceil(np.log(1e-12) / np.log(1 - lr * lam_min)))
+    np.testing.assert_allclose(solvers.gd(x, y, xq, lr=lr, steps=steps), ls, atol=1e-9)
+
+
+def test_least_squares_finite_in_float32_at_n_equals_d():
+    """The normal equations fail on ~1e-4 of N = d tasks in float32; the SVD path stays finite."""
+    task = tasks.get("linear", d=10, n_ctx=10)
+    batch = jax.tree.map(lambda a: a.astype(jnp.float32), task.sample(jax.random.key(0), 20000))
+    y_hat = solvers.least_squares(batch.x_ctx, batch.y_ctx, batch.x_query)
+    assert bool(jnp.all(jnp.isfinite(y_hat)))
+    assert float(jnp.median(jnp.abs(y_hat - batch.y_query))) < 1e-3
+
+
+def test_newton_matches_schulz_loop():
+    x, y, xq = _data(7)
+    steps = 4
+    expected = np.zeros(xq.shape[:2])
+    for t in range(len(x)):
+        s = x[t].T @ x[t]
+        m = s.T / np.linalg.norm(s @ s.T)
+        for _ in range(steps):
+            m = m @ (2 * np.eye(len(s)) - s @ m)
+        expected[t] = xq[t] @ m @ x[t].T @ y[t]
+    np.testing.assert_allclose(solvers.newton(x, y, xq, steps=steps), expected, atol=ATOL)
+
+
+def test_optimal_gd_lr_is_the_scan_minimum():
+    task = tasks.get("linear", d=10, n_ctx=10)
+    key = jax.random.key(11)
+    eta = solvers.optimal_gd_lr(task, key, 20000)
+    batch = task.sample(key, 20000)
+    grid = np.linspace(eta - 1.0, eta + 1.0, 2001)
+    losses = [float(jnp.mean((solvers.gd(batch.x_ctx, batch.y_ctx, batch.x_query, lr=g) - batch.y_query) ** 2)) for g in grid[::50]]
+    fine = grid[::50][int(np.argmin(losses))]
+    assert abs(fine - eta) <= 0.05 + 1e-12  # the scan's resolution
+    # exact minimiser on the same sample: the loss is a parabola in lr, its derivative vanishes at eta
+    a = solvers.gd_direction(batch.x_ctx, batch.y_ctx, batch.x_query)
+    assert abs(float(jnp.sum(a * (eta * a - batch.y_query)))) < 1e-8 * float(jnp.sum(a * a))
+
+
+def test_optimal_gd_lr_gaussian_closed_form():
+    """For x ~ N(0, I), w ~ N(0, I), no noise: lr* = N / (N + d + 1) (Gamma* = I / (N + d + 1))."""
+    d, n = 5, 8
+    task = tasks.get("linear", d=d, n_ctx=n, n_query=8, input_dist="gaussian")
+    estimates = [solvers.optimal_gd_lr(task, jax.random.key(s), 50000) for s in range(4)]
+    spread = np.std(estimates) / np.sqrt(len(estimates))
+    assert abs(np.mean(estimates) - n / (n + d + 1)) < max(4 * spread, 2e-3)
+    np.testing.assert_allclose(solvers.gamma_star(np.eye(d), n), np.eye(d) / (n + d + 1), atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(),
+        dict(noise_std=0.5),
+        dict(covariance="diagonal", condition_number=5.0, noise_std=0.3, weight_std=1.5),
+        dict(covariance="rotated", condition_number=4.0),
+    ],
+)
+def test_gamma_star_is_the_best_preconditioner(params):
+    """Fit Gamma by least squares on y_q ~ x_q^T Gamma X^T y over many tasks: it is Gamma*."""
+    d, n = 3, 6
+    task = tasks.get("linear", d=d, n_ctx=n, n_query=4, input_dist="gaussian", **params)
+    batch = task.sample(jax.random.key(7), 200000)
+    xty = np.einsum("bnd,bn->bd", batch.x_ctx, batch.y_ctx)
+    feats = np.einsum("bmd,be->bmde", batch.x_query, xty).reshape(-1, d * d)
+    fitted = np.linalg.lstsq(feats, np.asarray(batch.y_query).reshape(-1), rcond=None)[0].reshape(d, d)
+    star = solvers.gamma_star(task.input_covariance, n, task.noise_std, task.weight_std)
+    # Monte-Carlo error of the fit over 800k queries is ~1-2% of |Gamma*|
+    np.testing.assert_allclose(fitted, star, atol=0.06 * np.abs(star).max())
+
+
+def test_registry_and_shape_errors():
+    assert {"gd", "least_squares", "ridge", "newton", "gd_plus_plus"} <= set(solvers.names())
+    with pytest.raises(ValueError, match="unknown solver 'sgd'.*known solvers: .*gd"):
+        solvers.get("sgd")
+    x, y, xq = _data(8)
+    with pytest.raises(ValueError, match="y_ctx must be"):
+        solvers.gd(x, y[:, :-1], xq, lr=1.0)
+    with pytest.raises(ValueError, match="x_query must be"):
+        solvers.least_squares(x, y, xq[..., :-1])
+    with pytest.raises(ValueError, match="x_ctx must be"):
+        solvers.ridge(x[0], y, xq, 1.0)
+    with pytest.raises(ValueError, match="steps must be an integer"):
+        solvers.gd(x, y, xq, lr=1.0, steps=-1)
+    with pytest.raises(ValueError, match="gamma_matrix must be"):
+        solvers.preconditioned_gd(x, y, xq, np.eye(3))

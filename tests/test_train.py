@@ -1,0 +1,135 @@
+"""Training through the real entry points on tiny configs: resume, retracing, seeds, bad input."""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import experiments
+from icl import cli, train
+from icl.config import ExperimentConfig, apply_overrides, override
+
+
+def tiny(**train_kw):
+    config = experiments.get("tiny")
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **train_kw))
+
+
+def read_params(run_dir, step=None):
+    return jax.tree.map(np.asarray, train.load_params(run_dir, step=step)[1])
+
+
+def test_cli_train_then_compare(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["train", "tiny", "--out", str(out), "--no-progress", "--set", "train.steps=100"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 100 and (out / "figure.png").stat().st_size > 10_000
+    assert summary["model"]["loss"][0] < 0.6 * summary["zero_loss"]  # it learned something
+    assert set(summary["solvers"]) == {"gd", "least_squares"}
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(0, 101, 20))
+    assert "steps/s" in capsys.readouterr().out
+    assert cli.main(["compare", str(out), "--against", "gd,ridge,newton", "--tasks", "500"]) == 0
+    table = json.loads((out / "compare.json").read_text())
+    assert set(table["solvers"]) == {"gd", "ridge", "newton"} and table["step"] == 100
+
+
+def test_resume_is_exact(tmp_path):
+    """A run killed after its step-40 checkpoint and resumed ends bit-for-bit like an unbroken one."""
+    config = tiny(steps=60, eval_every=10, ckpt_every=20)
+    train.train(config, tmp_path / "straight", progress=False)
+    broken = tmp_path / "broken"
+    assert train.train(config, broken, until_step=50, progress=False) == {"stopped_at": 50}
+    shutil.rmtree(broken / "checkpoints" / "50")  # the kill came before the step-50 checkpoint
+    assert train.train(config, broken, progress=False)["resumed_from"] == 40
+    jax.tree.map(np.testing.assert_array_equal, read_params(tmp_path / "straight"), read_params(broken))
+
+
+def test_train_step_compiles_once():
+    trainer = train.Trainer(tiny(n_seeds=2))
+    params, opt_state = trainer.init()
+    keys = train.data_keys(trainer.config)
+    for start in (0, 7, 14, 21):
+        params, opt_state, losses = trainer.train_chunk(params, opt_state, keys, start, 7)
+    assert losses.shape == (7, 2)
+    assert trainer.trace_count == 1
+
+
+def test_vmapped_seeds_equal_single_runs():
+    many = train.Trainer(tiny(n_seeds=4, seed=10))
+    params, opt_state = many.init()
+    params, _, losses = many.train_chunk(params, opt_state, train.data_keys(many.config), 0, 15)
+    for i in range(4):
+        one = train.Trainer(tiny(n_seeds=1, seed=10 + i))
+        p1, o1 = one.init()
+        p1, _, l1 = one.train_chunk(p1, o1, train.data_keys(one.config), 0, 15)
+        np.testing.assert_allclose(losses[:, i], l1[:, 0], rtol=1e-10)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b[0], rtol=1e-9, atol=1e-12), params, p1)
+    assert not np.allclose(losses[:, 0], losses[:, 1])  # the seeds really differ
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
+    config = apply_overrides(tiny(steps=200, eval_every=10, ckpt_every=10), ["optim.name=sgd", "optim.lr=1e6", "optim.grad_clip=0"])
+    with pytest.raises(train.TrainingDiverged, match=r"non-finite loss at step \d+ .*last good checkpoint is step \d+"):
+        train.train(config, tmp_path, progress=False)
+    _, params, step = train.load_params(tmp_path)
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
+    assert step < 200
+    assert cli.main(["train", "tiny", "--out", str(tmp_path / "cli"), "--no-progress", "--set", "optim.name=sgd",
+                     "--set", "optim.lr=1e6", "--set", "optim.grad_clip=0"]) == 3
+
+
+def test_checkpoint_that_does_not_match_is_refused(tmp_path):
+    train.train(tiny(steps=20, eval_every=10, ckpt_every=10), tmp_path / "a", progress=False)
+    wider = apply_overrides(tiny(steps=20, eval_every=10, ckpt_every=10), ["task.d=4"])
+    with pytest.raises(train.CheckpointMismatch, match="another config .*task.d"):
+        train.train(wider, tmp_path / "a", progress=False)
+    shutil.copytree(tmp_path / "a" / "checkpoints", tmp_path / "b" / "checkpoints")
+    with pytest.raises(train.CheckpointMismatch, match=r"does not match the config .*\(1, 1, 4, 4\)"):
+        train.train(wider, tmp_path / "b", progress=False)
+
+
+def test_bad_cli_input_gets_clear_errors(capsys):
+    assert cli.main(["train", "nope"]) == 2
+    assert "unknown experiment 'nope'; known experiments: paper_1layer, tiny" in capsys.readouterr().err
+    assert cli.main(["train", "tiny", "--set", "model.layers=2"]) == 2
+    assert "model has no field 'layers'; valid: n_layers" in capsys.readouterr().err
+    assert cli.main(["train", "tiny", "--set", "modl.n_layers=2"]) == 2
+    assert "unknown key" in capsys.readouterr().err
+    assert cli.main(["train", "tiny", "--set", "train.steps=many"]) == 2
+    assert "cannot read 'many' as int" in capsys.readouterr().err
+    assert cli.main(["train", "tiny", "--set", "task=quadratic"]) == 2
+    assert "unknown task family 'quadratic'" in capsys.readouterr().err
+    assert cli.main(["train", "tiny", "--set", "train.ckpt_every=15"]) == 2
+    assert "multiple of eval_every" in capsys.readouterr().err
+    assert cli.main(["compare", "/nonexistent"]) == 2
+
+
+def test_config_roundtrip_and_overrides():
+    config = apply_overrides(
+        experiments.get("paper_1layer"),
+        ["task.input_dist=gaussian", "task.covariance=[[1,0],[0,2]]", "task.d=2", "model.shared=true", "optim.lr=3e-4"],
+    )
+    assert config.task.covariance == ((1.0, 0.0), (0.0, 2.0)) and config.model.shared and config.optim.lr == 3e-4
+    assert ExperimentConfig.from_dict(json.loads(config.to_json())) == config
+    sine = override(config, "task=sine")
+    assert sine.task.family == "sine" and ExperimentConfig.from_dict(json.loads(sine.to_json())) == sine
+
+
+def test_module_entry_point_runs_in_float32(tmp_path):
+    """`python -m icl` in a fresh process (float32, as users run it)."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run(
+        [sys.executable, "-m", "icl", "train", "tiny", "--out", str(tmp_path), "--no-progress", "--set", "train.steps=40"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "trained model" in result.stdout
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 40
