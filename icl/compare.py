@@ -112,3 +112,57 @@ def input_scale_variants(task, alphas) -> dict:
 def context_length_variants(task, n_values) -> dict:
     """The task with each number of context examples."""
     return {int(n): dataclasses.replace(task, n_ctx=int(n)) for n in n_values}
+
+
+def layer_predictors(model, n_layers: int | None = None) -> list[Predictor]:
+    """One predictor per layer of `model`: the read-out after layer l (for layer-vs-GD-step plots)."""
+    n = model.config.n_layers if n_layers is None else n_layers
+    return [
+        (lambda l: lambda xc, yc, xq: model.layer_predictions(xc, yc, xq, n_layers=n)[l])(layer)
+        for layer in range(n)
+    ]
+
+
+def layer_products(layer) -> tuple[np.ndarray, np.ndarray]:
+    """(A, B) of a 1-head linear attention layer, the only products its function depends on:
+    update_j = sum_i (e_j A e_i^T) e_i B with A = W_q W_k^T, B = W_v W_o (row convention), so
+    (cA, B/c) is the same layer for any c != 0."""
+    q, k, v, o = (np.asarray(p[...], np.float64) for p in (layer.query, layer.key, layer.value, layer.out))
+    if q.shape[0] != 1:
+        raise ValueError(f"layer_products needs a 1-head layer, got {q.shape[0]} heads")
+    return q[0] @ k[0].T, v[0] @ o[0]
+
+
+def interpolate(model, target, t: float = 0.5):
+    """An LSA model whose every layer is `(1 - t) * model + t * target` in product space (A, B),
+    after rescaling model's (A, B) -> (cA, B/c) with c the least-squares fit of cA to target's A
+    (the alignment of W_K^T W_Q and P W_V in von Oswald et al. 2023, Sec. 3).
+
+    Both models must be 1-head linear LSA stacks of equal depth over the same d (e.g. a trained
+    model and `constructions.gd_model`). The result uses key size D with W_k = W_o = I.
+    """
+    from flax import nnx  # noqa: PLC0415
+
+    from icl.models import LSATransformer, ModelConfig  # noqa: PLC0415
+
+    if model.config.attention != "linear" or target.config.attention != "linear":
+        raise ValueError("interpolate: both models must use linear attention")
+    if model.config.n_layers != target.config.n_layers or model.d != target.d:
+        raise ValueError("interpolate: models must have the same depth and input dimension")
+    n_layers = model.config.n_layers
+    token_dim = model.config.token_dim(model.d)
+    config = ModelConfig(n_layers=n_layers, key_size=token_dim, attention="linear")
+    mid = LSATransformer(config, model.d, rngs=nnx.Rngs(0))
+    dtype = model.layers[0].query[...].dtype
+    eye = np.eye(token_dim)[None]
+    for l in range(n_layers):
+        a, b = layer_products(model.layers[0 if model.config.shared else l])
+        a_t, b_t = layer_products(target.layers[0 if target.config.shared else l])
+        c = float(np.sum(a * a_t) / np.sum(a * a)) if np.any(a) else 1.0
+        layer = mid.layers[l]
+        layer.query[...] = jnp.asarray(((1 - t) * c * a + t * a_t)[None], dtype)
+        layer.key[...] = jnp.asarray(eye, dtype)
+        layer.value[...] = jnp.asarray(((1 - t) * b / c + t * b_t)[None], dtype)
+        layer.out[...] = jnp.asarray(eye, dtype)
+    mid.w0[...] = jnp.asarray(np.asarray(target.w0[...]) * t + np.asarray(model.w0[...]) * (1 - t), dtype)
+    return mid

@@ -23,7 +23,7 @@ class OptimConfig:
     warm-up from 0.
     """
 
-    name: str = "adam"
+    name: str = "adamw"
     lr: float = 1e-3
     b1: float = 0.9
     b2: float = 0.999

@@ -394,6 +394,12 @@ def train(
     return summary
 
 
+def seed_models(config: ExperimentConfig, params: dict) -> list[models.LSATransformer]:
+    """The trained model of every seed, from parameters stacked over seeds."""
+    spec = model_spec(config)
+    return [spec.model(jax.tree.map(lambda x, i=i: x[i], params)) for i in range(config.train.n_seeds)]
+
+
 def load_params(run_dir: str | Path, config: ExperimentConfig | None = None, step: int | None = None) -> tuple[ExperimentConfig, dict, int]:
     """The config and the parameters (stacked over seeds) of a run directory's checkpoint."""
     run_dir = Path(run_dir)
