@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +60,10 @@ def format_table(summary: dict) -> str:
 def cmd_train(args) -> int:
     from icl import plots, train  # noqa: PLC0415
 
+    if args.distributed or os.environ.get("ICL_DISTRIBUTED") == "1":
+        import jax  # noqa: PLC0415
+
+        jax.distributed.initialize()  # reads the cluster (SLURM, TPU pod, JAX_COORDINATOR_ADDRESS ...)
     config = _experiment(args.experiment, args.set)
     run_dir = Path(args.out) if args.out else default_run_dir(config)
     print(f"experiment {config.name} -> {run_dir}")
@@ -133,6 +138,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run directory (default runs/<experiment>-<config hash>)")
     t.add_argument("--until-step", type=int, help="stop at this step with a checkpoint (resume later)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--distributed", action="store_true", help="multi-host: call jax.distributed.initialize() first (or set ICL_DISTRIBUTED=1)")
     t.set_defaults(func=cmd_train)
     c = sub.add_parser("compare", help="compare a trained run with solvers on held-out tasks")
     c.add_argument("run_dir")

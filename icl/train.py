@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import signal
 import sys
@@ -29,6 +30,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from icl import compare, models, solvers
 from icl.config import ExperimentConfig, OptimConfig
@@ -110,37 +112,85 @@ def heldout_key(config: ExperimentConfig, purpose: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(config.train.eval_seed), purpose)
 
 
+def make_mesh(config: ExperimentConfig) -> Mesh:
+    """A (seeds, data) device mesh for the run, with a clear error if the devices are too few."""
+    cfg = config.train
+    devices = jax.devices()
+    data = cfg.data_parallel or max(len(devices) // cfg.seed_parallel, 1)
+    if cfg.seed_parallel * data > len(devices):
+        raise ValueError(
+            f"train: seed_parallel x data_parallel = {cfg.seed_parallel} x {data} devices requested, "
+            f"but JAX sees {len(devices)} ({jax.default_backend()})"
+        )
+    if cfg.batch_size % data:
+        raise ValueError(f"train: batch_size ({cfg.batch_size}) must be divisible by the {data} data-parallel devices")
+    return jax.make_mesh(
+        (cfg.seed_parallel, data), ("seeds", "data"), axis_types=(AxisType.Auto,) * 2,
+        devices=devices[: cfg.seed_parallel * data],
+    )
+
+
 class Trainer:
-    """The compiled pieces of one experiment: initialisation, the chunked train step, evaluation."""
+    """The compiled pieces of one experiment: initialisation, the chunked train step, evaluation.
+
+    State (parameters, optimiser state, keys) carries a leading seed axis, sharded over the mesh's
+    `seeds` axis and replicated over `data`; each step's task batch is sampled on device and
+    sharded over `data`, so data parallelism needs no host input pipeline and the gradient
+    all-reduce is inserted by XLA. On one device all of this is a no-op.
+    """
 
     def __init__(self, config: ExperimentConfig):
         self.config = config
         self.spec = model_spec(config)
         self.optimizer = build_optimizer(config.optim, config.train.steps)
+        self.mesh = make_mesh(config)
+        self.state_sharding = NamedSharding(self.mesh, P("seeds"))
+        self.batch_sharding = NamedSharding(self.mesh, P("data"))  # per seed, inside the vmap
+        self.replicated = NamedSharding(self.mesh, P())
         self.trace_count = 0  # how often the train chunk was traced (compiled): guards retracing
-        self._chunk = jax.jit(self._train_chunk, static_argnums=3)
-        self._eval = jax.jit(jax.vmap(self._eval_one, in_axes=(0, None, None)))
+        self.on_batch_sharding = None  # test hook: called with the batch's sharding at trace time
+        self._chunk = jax.jit(
+            self._train_chunk, static_argnums=3,
+            out_shardings=(self.state_sharding, self.state_sharding, self.replicated),
+        )
+        self._eval = jax.jit(jax.vmap(self._eval_one, in_axes=(0, None, None)), out_shardings=self.replicated)
 
     # -- state ---------------------------------------------------------------------------------
+    def shard(self, tree):
+        """Place a tree with a leading seed axis on the mesh."""
+        return jax.device_put(tree, self.state_sharding)
+
     def init(self) -> tuple[dict, Any]:
         params = jax.tree.map(lambda *xs: jnp.stack(xs), *[init_params(self.config, s) for s in seeds_of(self.config)])
-        return params, jax.vmap(self.optimizer.init)(params)
+        params = self.shard(params)
+        return params, self.shard(jax.vmap(self.optimizer.init)(params))
+
+    def keys(self) -> jax.Array:
+        return self.shard(data_keys(self.config))
 
     # -- training ------------------------------------------------------------------------------
     def loss(self, params: dict, batch) -> jax.Array:
         y_hat = self.spec.model(params).predict(batch.x_ctx, batch.y_ctx, batch.x_query)
         return compare.loss(y_hat, batch.y_query)
 
+    def sample(self, data_key, step):
+        cfg = self.config.train
+        with jax.threefry_partitionable(not cfg.fast_sampling):
+            batch = self.config.task.sample(jax.random.fold_in(data_key, step), cfg.batch_size)
+        batch = jax.lax.with_sharding_constraint(batch, self.batch_sharding)
+        if self.on_batch_sharding is not None:
+            jax.debug.inspect_array_sharding(batch.x_ctx, callback=self.on_batch_sharding)
+        return batch
+
     def _step_one(self, params, opt_state, data_key, step):
-        batch = self.config.task.sample(jax.random.fold_in(data_key, step), self.config.train.batch_size)
-        loss, grads = jax.value_and_grad(self.loss)(params, batch)
+        loss, grads = jax.value_and_grad(self.loss)(params, self.sample(data_key, step))
         updates, opt_state = self.optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
     def _train_chunk(self, params, opt_state, keys, n_steps, start):
         """n_steps steps from `start` for every seed: returns params, opt_state, losses [n_steps, S]."""
         self.trace_count += 1
-        step_all = jax.vmap(self._step_one, in_axes=(0, 0, 0, None))
+        step_all = jax.vmap(self._step_one, in_axes=(0, 0, 0, None), spmd_axis_name="seeds")
 
         def body(carry, step):
             params, opt_state = carry
@@ -288,9 +338,11 @@ def train(
     if config.train.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     run_dir = Path(run_dir)
+    main_process = jax.process_index() == 0  # multi-host: one process writes the files
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_config(run_dir, config)
-    (run_dir / CONFIG).write_text(config.to_json())
+    if main_process:
+        (run_dir / CONFIG).write_text(config.to_json())
 
     cfg = config.train
     trainer = Trainer(config)
@@ -306,11 +358,12 @@ def train(
         echo(f"resuming {run_dir} from step {start}")
     end = cfg.steps if until_step is None else min(until_step, cfg.steps)
 
-    echo(f"devices: {', '.join(_devices())} (backend {jax.default_backend()}); "
+    echo(f"devices: {', '.join(_devices())} (backend {jax.default_backend()}, {jax.process_count()} process(es)); "
+         f"mesh {dict(trainer.mesh.shape)}; "
          f"{cfg.n_seeds} seed(s) x batch {cfg.batch_size}, steps {start} -> {end}")
     eval_batch = config.task.sample(heldout_key(config, 0), cfg.eval_tasks)
     lr = solvers.optimal_gd_lr(config.task, heldout_key(config, 2))
-    keys = data_keys(config)
+    keys = trainer.keys()
 
     def save(step, params, opt_state):
         if manager.latest_step() != step:
@@ -321,7 +374,7 @@ def train(
     t0, steady_t0, steady_steps = time.perf_counter(), None, 0
     step = start
     try:
-        with _StopFlag() as stop, open(run_dir / LOG, "a") as log:
+        with _StopFlag() as stop, open(run_dir / LOG if main_process else os.devnull, "a") as log:
             if start == 0:  # the untrained model, for the curves
                 metrics = trainer.evaluate(params, eval_batch, lr)
                 log.write(json.dumps({"step": 0, **{k: np.asarray(v).tolist() for k, v in metrics.items()}}) + "\n")
@@ -390,7 +443,8 @@ def train(
         "versions": _versions(),
         "command": " ".join(sys.argv),
     }
-    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+    if main_process:
+        (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
 
 
