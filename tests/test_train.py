@@ -133,3 +133,26 @@ def test_module_entry_point_runs_in_float32(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "trained model" in result.stdout
     assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 40
+
+
+def test_sigterm_checkpoints_and_the_run_resumes(tmp_path):
+    """Nothing is lost on kill: SIGTERM ends the run at the next chunk with a checkpoint."""
+    import signal  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    cmd = [sys.executable, "-m", "icl", "train", "tiny", "--out", str(tmp_path), "--no-progress",
+           "--set", "train.steps=1000000", "--set", "train.ckpt_every=1000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    log = tmp_path / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopped by SIGTERM at step" in out
+    stopped = int(out.split("stopped by SIGTERM at step ")[1].split(";")[0])
+    last_logged = json.loads(log.read_text().splitlines()[-1])["step"]
+    _, _, step = train.load_params(tmp_path)
+    assert step == stopped == last_logged and step % 20 == 0 and step < 1_000_000
