@@ -61,24 +61,25 @@ def step_flops(jitted, *args) -> float:
 # -- the minimal hand-written step -------------------------------------------------------------
 def minimal_chunk(config, n_steps: int):
     """The same training chunk as `train.Trainer` in plain jnp: linear 1-head LSA layers with
-    weights q, k, v, o [D, D], tokens [x, y] / [x_q, 0], the same sampler and optimiser."""
+    weights q, k, v, o [D, D], tokens [x, y] / [x_q, 0] evaluated in Gram space, the same sampler
+    and optimiser."""
     task, cfg = config.task, config.train
-    n_ctx, n_layers, shared = task.n_ctx, config.model.n_layers, config.model.shared
+    n_layers, shared = config.model.n_layers, config.model.shared
     optimizer = train.build_optimizer(config.optim, cfg.steps)
 
-    def forward(p, batch):
-        tokens = jnp.concatenate(
-            [jnp.concatenate([batch.x_ctx, batch.y_ctx[..., None]], -1),
-             jnp.concatenate([batch.x_query, jnp.zeros_like(batch.y_query)[..., None]], -1)], 1)
+    def forward(p, batch):  # Gram-space recursion, as icl.models.gram (C once, then D x D maps)
+        ctx = jnp.concatenate([batch.x_ctx, batch.y_ctx[..., None]], -1)
+        queries = jnp.concatenate([batch.x_query, jnp.zeros_like(batch.y_query)[..., None]], -1)
+        gram = jnp.einsum("bnd,bne->bde", ctx, ctx)
         for layer in range(n_layers):
             w = jax.tree.map(lambda a: a[0 if shared else layer], p)
             a, b = w["q"] @ w["k"].T, w["v"] @ w["o"]  # [D, D]
-            last = layer == n_layers - 1
-            ctx = tokens[:, :n_ctx]
-            gram = jnp.einsum("bnd,bne->bde", ctx, ctx)
-            rows = tokens[:, n_ctx:] if last else tokens
-            tokens = rows + jnp.einsum("btd,de,bef,fg->btg", rows, a, gram, b)
-        return -tokens[:, :, -1]
+            if layer < n_layers - 1:
+                m = jnp.eye(a.shape[0]) + jnp.einsum("de,bef,fg->bdg", a, gram, b)
+                queries, gram = queries @ m, jnp.swapaxes(m, 1, 2) @ gram @ m
+            else:
+                queries = queries + jnp.einsum("bmd,de,bef,fg->bmg", queries, a, gram, b)
+        return -queries[:, :, -1]
 
     def loss(p, batch):
         return 0.5 * jnp.mean((forward(p, batch) - batch.y_query) ** 2)

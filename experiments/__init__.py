@@ -3,9 +3,9 @@ the expected runtime on a 2-core CPU and the number to reproduce. `icl list` sho
 
 from __future__ import annotations
 
-from experiments import paper
+from experiments import families, paper
 
-EXPERIMENTS = {config.name: config for config in paper.CONFIGS}
+EXPERIMENTS = {config.name: config for config in paper.CONFIGS + families.CONFIGS}
 DEFAULT = "paper_1layer"
 
 

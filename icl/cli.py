@@ -87,7 +87,9 @@ def cmd_compare(args) -> int:
     from icl import train  # noqa: PLC0415
 
     config, params, step = train.load_params(args.run_dir)
-    against = [a for a in args.against.split(",") if a]
+    from icl import solvers  # noqa: PLC0415
+
+    against = solvers.split_specs(args.against)
     table = train.final_table(config, params, against, args.tasks)
     table["step"] = step
     out = Path(args.run_dir) / "compare.json"
@@ -109,9 +111,18 @@ def cmd_list(_args) -> int:
     import experiments  # noqa: PLC0415
 
     from icl import solvers, tasks  # noqa: PLC0415
+    from icl.tasks.base import default_baselines  # noqa: PLC0415
 
     print("experiments:  " + ", ".join(f"{n}{' (default)' if n == experiments.DEFAULT else ''}" for n in experiments.names()))
-    print("task families: " + ", ".join(tasks.names()))
+    print("task families (and the baselines that apply; * = compared by default with its default parameters):")
+    for name in tasks.names():
+        family = tasks.family(name)
+        try:
+            defaults = set(default_baselines(family()))
+        except (TypeError, ValueError):  # a family without usable defaults: mark nothing
+            defaults = set()
+        marked = [b + ("*" if b in defaults else "") for b in getattr(family, "baselines", ())]
+        print(f"  {name:<24}" + (", ".join(marked) or "(no baselines declared)"))
     print("solvers:      " + ", ".join(solvers.names()))
     return 0
 

@@ -58,16 +58,27 @@ def compare(predict_a: Predictor, predict_b: Predictor, batch: Batch) -> dict[st
 
 
 def solver_predictor(name: str, task, key: jax.Array, **hparams) -> tuple[Predictor, dict]:
-    """The solver `name` with the hyper-parameters that suit `task`, unless given in `hparams`:
+    """The solver `name` (a name or a spec such as `"ridge(lam=0.1)"`, see `solvers.parse_spec`)
+    with the hyper-parameters that suit `task`. Precedence: `hparams` given here, then the spec's,
+    then the family's `task.solver_hparams(name)` (if it defines it), then these defaults:
 
-      gd                 lr = optimal_gd_lr(task) (closed form), steps = 1
-      preconditioned_gd  gamma_matrix = Gamma*(task's input covariance, N, noise, weight scale)
-      ridge, bayes_ridge the Bayes-optimal lam = noise_std^2 / weight_std^2
-      newton             steps = 10
-      gd_plus_plus       lr = optimal one-step lr, gamma = 0, steps = 1 (set them to fit more steps)
-    Returns the predictor and the hyper-parameters it uses (JSON-friendly).
+      gd                   lr = optimal_gd_lr(task) (closed form), steps = 1
+      preconditioned_gd    gamma_matrix = Gamma*(task's input covariance, N, noise, weight scale)
+      ridge, bayes_ridge   the Bayes-optimal lam = noise_std^2 / weight_std^2
+      newton               steps = 10
+      gd_plus_plus         lr = optimal one-step lr, gamma = 0, steps = 1 (set them to fit more steps)
+      lasso                alpha = max(noise_std^2 / weight_std, 1e-3), 500 FISTA steps
+      logistic_regression  lam = 1 / weight_std^2 (MAP under w ~ N(0, tau^2 I)), 25 Newton steps
+      kernel_ridge         bandwidth = sqrt(d), lam = max(noise_std^2, 1e-3)
+      knn                  k = 3 (Garg et al. 2022)
+      dmmse                pool = task.pool, noise_std = task.noise_std
+    Returns the predictor and the hyper-parameters it uses (JSON-friendly; arrays of more than
+    100 numbers are summarised by their shape).
     """
+    name, spec_hparams = solvers.parse_spec(name)
     solver = solvers.get(name)
+    family_hparams = task.solver_hparams(name) if hasattr(task, "solver_hparams") else {}
+    hparams = {**family_hparams, **spec_hparams, **hparams}
     noise = float(getattr(task, "noise_std", 0.0))
     weight = float(getattr(task, "weight_std", 1.0))
     if name in ("gd", "gd_plus_plus") and "lr" not in hparams:
@@ -85,8 +96,32 @@ def solver_predictor(name: str, task, key: jax.Array, **hparams) -> tuple[Predic
         hparams.setdefault("weight_std", weight)
     if name == "newton":
         hparams.setdefault("steps", 10)
-    public = {k: (np.asarray(v).tolist() if not isinstance(v, (int, float, str)) else v) for k, v in hparams.items()}
-    return functools.partial(solver, **hparams), public
+    if name == "lasso":
+        hparams.setdefault("alpha", max(noise**2 / weight, 1e-3))
+    if name == "logistic_regression":
+        hparams.setdefault("lam", 1.0 / weight**2)
+    if name == "kernel_ridge":
+        hparams.setdefault("bandwidth", float(np.sqrt(task.d)))
+        hparams.setdefault("lam", max(noise**2, 1e-3))
+    if name == "knn":
+        hparams.setdefault("k", 3)
+    if name == "dmmse":
+        if "pool" not in hparams and not hasattr(task, "pool"):
+            raise ValueError(f"dmmse needs a pool of tasks; task family {task.family!r} has none")
+        hparams.setdefault("pool", getattr(task, "pool", None))
+        hparams.setdefault("noise_std", noise)
+    return functools.partial(solver, **hparams), {k: _public(v) for k, v in hparams.items()}
+
+
+def _public(value):
+    """A JSON-friendly form of a hyper-parameter: numbers and strings as they are, small arrays as
+    lists, large ones as "array[shape]"."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    array = np.asarray(value)
+    if array.size > 100:
+        return f"array{list(array.shape)}"
+    return array.tolist()
 
 
 def sweep(predictors: dict[str, Predictor], tasks_by_value: dict, key: jax.Array, n_tasks: int) -> dict:

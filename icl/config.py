@@ -12,6 +12,7 @@ import typing
 from typing import Any
 
 from icl import tasks
+from icl.tasks.base import default_baselines
 from icl.models import ModelConfig
 
 
@@ -111,15 +112,23 @@ class ExperimentConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    compare_against: tuple[str, ...] = ("gd", "least_squares")
+    compare_against: tuple[str, ...] | None = None  # None: the task's baselines (see below)
 
     def __post_init__(self):
+        """`compare_against` (solver names or specs like "ridge(lam=0.1)") defaults to the task
+        family's baselines, `tasks.base.default_baselines(task)`: for the linear family without
+        noise that is (gd, least_squares)."""
         if getattr(type(self.task), "family", None) not in tasks.names():
             raise ValueError(f"config: task must be a registered task family, got {self.task!r}")
         from icl import solvers  # noqa: PLC0415  (solvers import nothing from here)
 
-        for name in self.compare_against:
-            solvers.get(name)
+        if self.compare_against is None:
+            object.__setattr__(self, "compare_against", default_baselines(self.task))
+        if isinstance(self.compare_against, str):
+            object.__setattr__(self, "compare_against", solvers.split_specs(self.compare_against))
+        object.__setattr__(self, "compare_against", tuple(self.compare_against))
+        for spec in self.compare_against:
+            solvers.parse_spec(spec)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -188,7 +197,9 @@ def _parse_assignment(config: ExperimentConfig, assignment: str) -> tuple[str, s
     if key == "name":
         return key, "", text
     if key == "compare_against":
-        return key, "", tuple(s for s in text.split(",") if s)
+        from icl import solvers  # noqa: PLC0415
+
+        return key, "", solvers.split_specs(text)
     sections = ("task", "model", "optim", "train")
     section, _, field = key.partition(".")
     if section not in sections or not field:
@@ -207,6 +218,8 @@ def apply_overrides(config: ExperimentConfig, assignments) -> ExperimentConfig:
     top: dict[str, Any] = {}
     fields: dict[str, dict[str, Any]] = {}
     assignments = list(assignments or ())
+    # A config comparing against its task's default baselines keeps doing so for the new task.
+    follows_task = config.compare_against == default_baselines(config.task)
     assignments.sort(key=lambda a: not a.startswith("task="))  # a new family first, then its fields
     for assignment in assignments:
         section, field, value = _parse_assignment(config, assignment)
@@ -217,6 +230,8 @@ def apply_overrides(config: ExperimentConfig, assignments) -> ExperimentConfig:
         else:
             top[section] = value
     updates = {section: dataclasses.replace(getattr(config, section), **values) for section, values in fields.items()}
+    if follows_task and "compare_against" not in top:
+        top["compare_against"] = None
     return dataclasses.replace(config, **top, **updates)
 
 

@@ -273,7 +273,7 @@ def _check_config(run_dir: Path, config: ExperimentConfig) -> None:
     if not path.exists():
         return
     saved = json.loads(path.read_text())
-    now = config.to_dict()
+    now = json.loads(config.to_json())  # the JSON form, so tuple fields compare equal to the saved lists
     saved["train"]["steps"] = now["train"]["steps"]
     diff = sorted(
         f"{section}.{k}" for section in now if isinstance(now[section], dict)

@@ -24,20 +24,32 @@ def supports_gram(config) -> bool:
         and not config.layernorm
         and not config.mlp
         and config.clip_activations == 0
-        and getattr(config, "token_layout", "paired") == "paired"
+        and config.token_layout == "paired"
+        and not config.first_layer_softmax
+        and config.frozen_gd_lr == 0
     )
+
+
+def _products(layer) -> tuple[jax.Array, jax.Array]:
+    """A_h = W_q^h (W_k^h)^T and B_h = W_v^h W_o^h: [H, D, D] each."""
+    a = jnp.einsum("hdk,hek->hde", layer.query[...], layer.key[...])
+    b = jnp.einsum("hdk,hke->hde", layer.value[...], layer.out[...])
+    return a, b
 
 
 def layer_maps(layer, gram: jax.Array) -> jax.Array:
     """M = I + sum_h A_h C B_h for every task: [B, D, D] from C [B, D, D]."""
-    a = jnp.einsum("hdk,hek->hde", layer.query[...], layer.key[...])  # [H, D, D]
-    b = jnp.einsum("hdk,hke->hde", layer.value[...], layer.out[...])  # [H, D, D]
+    a, b = _products(layer)
     eye = jnp.eye(gram.shape[-1], dtype=gram.dtype)[None]  # [1, D, D]
     return eye + jnp.einsum("hde,bef,hfg->bdg", a, gram, b)
 
 
 def gram_layer_predictions(model, x_ctx, y_ctx, x_query, n_layers: int | None = None) -> jax.Array:
-    """The same [L, B, M] read-outs as `model.layer_predictions`, computed in Gram space."""
+    """The same [L, B, M] read-outs as `model.layer_predictions`, computed in Gram space.
+
+    The last layer only moves the queries, `q <- q + sum_h ((q A_h) C) B_h` (O(M D^2)), so a
+    one-layer model never forms M.
+    """
     if not supports_gram(model.config):
         raise ValueError("gram_layer_predictions needs linear attention without LayerNorm, MLP or clipping")
     n_ctx = x_ctx.shape[1]
@@ -47,9 +59,14 @@ def gram_layer_predictions(model, x_ctx, y_ctx, x_query, n_layers: int | None = 
     gram = jnp.einsum("bnd,bne->bde", ctx, ctx)  # [B, D, D]
     preds = []
     for i in range(n_layers):
-        m = layer_maps(model.layers[0 if model.config.shared else i], gram)  # [B, D, D]
-        queries = queries @ m  # [B, M, D]
+        layer = model.layers[0 if model.config.shared else i]
         if i + 1 < n_layers:
+            m = layer_maps(layer, gram)  # [B, D, D]
+            queries = queries @ m  # [B, M, D]
             gram = jnp.swapaxes(m, 1, 2) @ gram @ m
+        else:
+            a, b = _products(layer)
+            qa = jnp.einsum("bmd,hde->bhme", queries, a)  # [B, H, M, D]
+            queries = queries + jnp.einsum("bhme,bef,hfg->bmg", qa, gram, b)
         preds.append(-queries[..., -1])
     return jnp.stack(preds)

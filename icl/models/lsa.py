@@ -1,7 +1,8 @@
 """Transformers of linear self-attention (LSA) layers (von Oswald et al. 2023, Sec. 2), in Flax NNX.
 
-Shapes: B tasks, N context tokens, M query tokens, T = N + M, D token width (d + 1, or the
-embedding width + 1), H heads, k key (= value) size, L layers.
+Shapes: B tasks, N context examples, M query tokens, C context tokens (N, or 2N for the
+"separate" layout), T = C + M, F feature width (d, or embed_dim), D token width, H heads, k key
+(= value) size, L layers, P = n_positions.
 
 Tokens: context `e_i = [x_i, y_i]`, query `e_q = [x_q, -w0 . x_q]` (w0 = 0 unless a construction
 sets it, so the query is `[x_q, 0]`). Keys and values come from the N context tokens only: the query
@@ -15,6 +16,24 @@ prediction is **minus** the last coordinate of the query token after the last la
 
 Linear attention is computed as `(sum_i v_i k_i^T) q_j`, the context outer-product sum formed
 once per layer and head, O((N + M) k^2) per task instead of O((N + M) N k).
+
+Token layouts (`ModelConfig.token_layout`):
+  "paired"   (default, the paper's constructed tokens) `[f(x_i), y_i]`, D = F + 1.
+  "separate" (the paper's "classic" tokens, Sec. 4) x_i and y_i in tokens of their own, in the
+             order x_1, y_1, ..., x_N, y_N, then the queries; D = F + P + 3 + 1:
+               x_i:   [f(x_i), onehot_P(i), 1, 0, 0, 0]
+               y_i:   [0,      onehot_P(i), 0, 1, 0, y_i]
+               query: [f(x_q), 0,           0, 0, 1, -w0 . f(x_q)]
+             i.e. a fixed positional code (the pair index i, N <= P) and three type flags
+             (input, label, query). Keys and values still come from the 2N context tokens only,
+             so no query sees its own label or another query. A first softmax layer
+             (`first_layer_softmax`) can learn to copy y_i into x_i's last slot, after which a
+             linear layer can do GD on the x tokens (the y tokens' feature block is 0).
+
+Frozen GD attention (`ModelConfig.frozen_gd_lr > 0`): every attention layer is fixed to the GD
+construction (`constructions.gd_model`) on the features f(x) with rate frozen_gd_lr, stored as
+`Frozen` variables so training (which updates `nnx.Param` only) leaves it alone; with an
+embedding this trains only the embedding: "GD on learned features" (paper Sec. 4).
 """
 
 from __future__ import annotations
@@ -26,6 +45,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from icl.models.gram import gram_layer_predictions, supports_gram
 from icl.tasks.base import Batch, check_inputs
 
 
@@ -53,6 +73,13 @@ class ModelConfig:
         code (0.002 there).
       clip_activations: clip every token coordinate to [-c, c] after each layer (0 = off; the
         official code uses 10 for deep models).
+      token_layout: "paired" ([x_i, y_i] tokens) or "separate" (x_i and y_i in their own tokens,
+        with a positional code; see the module docstring).
+      n_positions: P, width of the one-hot pair-index code of the "separate" layout (N <= P).
+      first_layer_softmax: the first layer uses softmax attention, the others `attention`.
+      frozen_gd_lr: 0 = attention trained; > 0 = every attention layer is fixed (not trained) to
+        one GD step with this rate (paper convention, lr not lr/N) on the features; needs
+        attention="linear", 1 head, key_size 0, no layernorm or MLP, the paired layout.
     """
 
     n_layers: int = 1
@@ -67,9 +94,13 @@ class ModelConfig:
     embed_hidden: int = 100
     init_scale: float = 0.002
     clip_activations: float = 0.0
+    token_layout: str = "paired"
+    n_positions: int = 32
+    first_layer_softmax: bool = False
+    frozen_gd_lr: float = 0.0
 
     def __post_init__(self):
-        for name in ("n_layers", "n_heads", "mlp_width", "embed_hidden"):
+        for name in ("n_layers", "n_heads", "mlp_width", "embed_hidden", "n_positions"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"model: {name} must be an integer >= 1, got {value!r}")
@@ -83,10 +114,34 @@ class ModelConfig:
             raise ValueError(f"model: init_scale must be > 0, got {self.init_scale!r}")
         if not self.clip_activations >= 0:
             raise ValueError(f"model: clip_activations must be >= 0, got {self.clip_activations!r}")
+        if self.token_layout not in ("paired", "separate"):
+            raise ValueError(f"model: token_layout must be 'paired' or 'separate', got {self.token_layout!r}")
+        if self.first_layer_softmax and self.shared:
+            raise ValueError("model: first_layer_softmax needs unshared layers (shared=False)")
+        if not self.frozen_gd_lr >= 0:
+            raise ValueError(f"model: frozen_gd_lr must be >= 0, got {self.frozen_gd_lr!r}")
+        if self.frozen_gd_lr > 0:
+            problems = [
+                text for bad, text in (
+                    (self.attention != "linear" or self.first_layer_softmax, "linear attention"),
+                    (self.n_heads != 1, "n_heads=1"),
+                    (self.key_size != 0, "key_size=0 (the token width)"),
+                    (self.layernorm or self.mlp, "no layernorm or mlp"),
+                    (self.token_layout != "paired", "token_layout='paired'"),
+                ) if bad
+            ]
+            if problems:
+                raise ValueError(f"model: frozen_gd_lr (the GD construction) needs {', '.join(problems)}")
+
+    def feature_dim(self, d: int) -> int:
+        """F, the width of the input features for inputs of dimension d."""
+        return self.embed_dim or d
 
     def token_dim(self, d: int) -> int:
         """D, the width of a token for inputs of dimension d."""
-        return (self.embed_dim or d) + 1
+        if self.token_layout == "separate":
+            return self.feature_dim(d) + self.n_positions + 3 + 1
+        return self.feature_dim(d) + 1
 
 
 def _init(scale: float):
@@ -102,15 +157,24 @@ class AttentionLayer(nnx.Module):
       query, key, value: [H, D, k];  out: [H, k, D]  (so W_Q^h = query[h]^T, W_O^h = out[h]^T).
     """
 
-    def __init__(self, config: ModelConfig, token_dim: int, *, rngs: nnx.Rngs):
+    def __init__(self, config: ModelConfig, token_dim: int, *, rngs: nnx.Rngs, softmax: bool | None = None):
         self.config = config
+        self.softmax = config.attention == "softmax" if softmax is None else softmax
         k = config.key_size or token_dim
         init = _init(config.init_scale)
         shape_in, shape_out = (config.n_heads, token_dim, k), (config.n_heads, k, token_dim)
-        self.query = nnx.Param(init(rngs.params(), shape_in))
-        self.key = nnx.Param(init(rngs.params(), shape_in))
-        self.value = nnx.Param(init(rngs.params(), shape_in))
-        self.out = nnx.Param(init(rngs.params(), shape_out))
+        if config.frozen_gd_lr > 0:  # the GD construction, never trained (see the module docstring)
+            feature = jnp.zeros(token_dim).at[:-1].set(1.0)  # the feature block
+            label = jnp.zeros(token_dim).at[-1].set(1.0)  # the label slot
+            self.query = Frozen(jnp.diag(feature)[None])  # W_Q = W_K = [[I, 0], [0, 0]]
+            self.key = Frozen(jnp.diag(feature)[None])
+            self.value = Frozen(-jnp.diag(label)[None])  # W_V = [[0, 0], [0, -1]]
+            self.out = Frozen(config.frozen_gd_lr * jnp.diag(label)[None])  # P = lr [[0, 0], [0, 1]], / N in __call__
+        else:
+            self.query = nnx.Param(init(rngs.params(), shape_in))
+            self.key = nnx.Param(init(rngs.params(), shape_in))
+            self.value = nnx.Param(init(rngs.params(), shape_in))
+            self.out = nnx.Param(init(rngs.params(), shape_out))
         self.norm = nnx.LayerNorm(token_dim, rngs=rngs) if config.layernorm else None
         if config.mlp:
             width = config.mlp_width * token_dim
@@ -125,7 +189,7 @@ class AttentionLayer(nnx.Module):
         q = jnp.einsum("btD,hDk->bhtk", h, self.query[...])  # [B, H, T, k]
         k = jnp.einsum("bnD,hDk->bhnk", ctx, self.key[...])  # [B, H, N, k]
         v = jnp.einsum("bnD,hDk->bhnk", ctx, self.value[...])  # [B, H, N, k]
-        if self.config.attention == "linear":
+        if not self.softmax:
             memory = jnp.einsum("bhnv,bhnk->bhvk", v, k)  # [B, H, k, k]: sum_i v_i k_i^T
             heads = jnp.einsum("bhvk,bhtk->bhtv", memory, q)  # [B, H, T, k]
         else:
@@ -134,7 +198,11 @@ class AttentionLayer(nnx.Module):
         return jnp.einsum("bhtv,hvD->btD", heads, self.out[...])  # [B, T, D]
 
     def __call__(self, tokens: jax.Array, n_ctx: int) -> jax.Array:
-        tokens = tokens + self.attend(tokens, n_ctx)
+        """Tokens [B, T, D] whose first n_ctx are the context (keys and values) -> [B, T, D]."""
+        update = self.attend(tokens, n_ctx)
+        if self.config.frozen_gd_lr > 0:
+            update = update / n_ctx  # the construction's P = (lr / N) [[0, 0], [0, 1]]
+        tokens = tokens + update
         if self.config.mlp:
             h = self.mlp_norm(tokens) if self.mlp_norm is not None else tokens
             tokens = tokens + self.mlp_out(jax.nn.gelu(self.mlp_in(h)))
@@ -159,11 +227,14 @@ class LSATransformer(nnx.Module):
         self.d = d
         token_dim = config.token_dim(d)
         n_weight_sets = 1 if config.shared else config.n_layers
-        self.layers = nnx.List([AttentionLayer(config, token_dim, rngs=rngs) for _ in range(n_weight_sets)])
+        self.layers = nnx.List([
+            AttentionLayer(config, token_dim, rngs=rngs, softmax=True if (i == 0 and config.first_layer_softmax) else None)
+            for i in range(n_weight_sets)
+        ])
         if config.embed_dim:
             self.embed_in = nnx.Linear(d, config.embed_hidden, rngs=rngs)
             self.embed_out = nnx.Linear(config.embed_hidden, config.embed_dim, rngs=rngs)
-        self.w0 = Frozen(jnp.zeros(token_dim - 1))  # query label slot starts at -w0 . x_q
+        self.w0 = Frozen(jnp.zeros(config.feature_dim(d)))  # query label slot starts at -w0 . f(x_q)
 
     def embed(self, x: jax.Array) -> jax.Array:
         """Features of the inputs, [..., d] -> [..., D - 1]."""
@@ -171,26 +242,55 @@ class LSATransformer(nnx.Module):
             return x
         return self.embed_out(jax.nn.gelu(self.embed_in(x)))
 
+    def n_context_tokens(self, n_ctx: int) -> int:
+        """C, the number of context tokens for n_ctx examples (N paired, 2N separate)."""
+        return 2 * n_ctx if self.config.token_layout == "separate" else n_ctx
+
     def tokens(self, x_ctx: jax.Array, y_ctx: jax.Array, x_query: jax.Array) -> jax.Array:
-        """[x_i, y_i] for the context and [x_q, -w0 . x_q] for the queries: [B, N + M, D]."""
-        f_ctx, f_query = self.embed(x_ctx), self.embed(x_query)  # [B, N, D-1], [B, M, D-1]
+        """The input tokens [B, C + M, D]: paired [f(x_i), y_i] and queries [f(x_q), -w0 . f(x_q)];
+        or the separate layout of the module docstring (x_1, y_1, ..., x_N, y_N, queries)."""
+        f_ctx, f_query = self.embed(x_ctx), self.embed(x_query)  # [B, N, F], [B, M, F]
         query_slot = -(f_query @ self.w0[...].astype(f_query.dtype))  # [B, M]
-        ctx = jnp.concatenate([f_ctx, y_ctx[..., None]], axis=-1)
-        query = jnp.concatenate([f_query, query_slot[..., None]], axis=-1)
-        return jnp.concatenate([ctx, query], axis=1)
+        if self.config.token_layout == "paired":
+            ctx = jnp.concatenate([f_ctx, y_ctx[..., None]], axis=-1)
+            query = jnp.concatenate([f_query, query_slot[..., None]], axis=-1)
+            return jnp.concatenate([ctx, query], axis=1)
+        b, n, f = f_ctx.shape
+        m, p = f_query.shape[1], self.config.n_positions
+        if n > p:
+            raise ValueError(f"model: token_layout='separate' codes at most n_positions={p} context examples, got {n}")
+        dtype = f_ctx.dtype
+        pos = jnp.broadcast_to(jnp.eye(n, p, dtype=dtype), (b, n, p))  # [B, N, P]: one-hot pair index
+
+        def flags(*values, count):  # [B, count, 3]
+            return jnp.broadcast_to(jnp.asarray(values, dtype), (b, count, 3))
+
+        x_tok = jnp.concatenate([f_ctx, pos, flags(1, 0, 0, count=n), jnp.zeros((b, n, 1), dtype)], -1)
+        y_tok = jnp.concatenate([jnp.zeros((b, n, f), dtype), pos, flags(0, 1, 0, count=n), y_ctx[..., None]], -1)
+        q_tok = jnp.concatenate([f_query, jnp.zeros((b, m, p), dtype), flags(0, 0, 1, count=m), query_slot[..., None]], -1)
+        ctx = jnp.stack([x_tok, y_tok], axis=2).reshape(b, 2 * n, -1)  # x_1, y_1, x_2, y_2, ...
+        return jnp.concatenate([ctx, q_tok], axis=1)
 
     def layer_predictions(
-        self, x_ctx: jax.Array, y_ctx: jax.Array, x_query: jax.Array, n_layers: int | None = None
+        self, x_ctx: jax.Array, y_ctx: jax.Array, x_query: jax.Array, n_layers: int | None = None,
+        path: str = "auto",
     ) -> jax.Array:
         """Minus the query label slot after each layer: [L, B, M].
 
         `n_layers` overrides L (e.g. to run a shared layer for more steps than it was trained for).
+        `path`: "tokens" updates every token layer by layer; "gram" runs a pure linear stack in
+        Gram space (`icl.models.gram`, the same numbers, O(N D^2 + L D^3) per task); "auto" takes
+        "gram" whenever the config allows it.
         """
         x_ctx, y_ctx, x_query, _ = check_inputs(x_ctx, y_ctx, x_query, self.d)
-        n_ctx = x_ctx.shape[1]
+        n_ctx = self.n_context_tokens(x_ctx.shape[1])
         n_layers = self.config.n_layers if n_layers is None else n_layers
         if not self.config.shared and n_layers > len(self.layers):
             raise ValueError(f"model: has {len(self.layers)} unshared layers, cannot run {n_layers}")
+        if path not in ("auto", "tokens", "gram"):
+            raise ValueError(f"model: path must be 'auto', 'tokens' or 'gram', got {path!r}")
+        if path == "gram" or (path == "auto" and supports_gram(self.config)):
+            return gram_layer_predictions(self, x_ctx, y_ctx, x_query, n_layers)
         tokens = self.tokens(x_ctx, y_ctx, x_query)  # [B, T, D]
         preds = []
         for i in range(n_layers):

@@ -2,9 +2,31 @@
 
     predict(x_ctx [B, N, d], y_ctx [B, N], x_query [B, M, d] or [B, d], **hparams) -> [B, M] or [B]
 
-`solvers.names()` lists them, `solvers.get(name)` returns the function.
+`solvers.names()` lists them, `solvers.get(name)` returns the function. A *spec* names a solver
+with some hyper-parameters fixed, `"ridge(lam=0.1)"` or `"knn(k=5)"`; `parse_spec` reads it, and
+experiment configs (`compare_against`) and task families (`baselines`) may use specs wherever
+they use names. `prefix_predictions` / `error_curve` evaluate any solver on every prefix of the
+context at once.
 """
 
+from __future__ import annotations
+
+import json
+import re
+
+from icl.solvers.baselines import (
+    averaging,
+    dmmse,
+    dmmse_posterior,
+    kernel_ridge,
+    knn,
+    lasso,
+    lasso_weights,
+    logistic_regression,
+    logistic_weights,
+    mean_label,
+    soft_threshold,
+)
 from icl.solvers.linear import (
     bayes_ridge,
     gd,
@@ -17,6 +39,7 @@ from icl.solvers.linear import (
     ridge_weights,
 )
 from icl.solvers.optimal import gamma_star, gd_direction, optimal_gd_lr
+from icl.solvers.prefix import bootstrap_band, error_curve, prefix_masks, prefix_predictions
 
 _REGISTRY = {
     "gd": gd,
@@ -26,6 +49,13 @@ _REGISTRY = {
     "ridge": ridge,
     "bayes_ridge": bayes_ridge,
     "newton": newton,
+    "lasso": lasso,
+    "logistic_regression": logistic_regression,
+    "kernel_ridge": kernel_ridge,
+    "knn": knn,
+    "averaging": averaging,
+    "mean_label": mean_label,
+    "dmmse": dmmse,
 }
 
 
@@ -41,7 +71,56 @@ def get(name: str):
     return _REGISTRY[name]
 
 
+_SPEC = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$")
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """`"ridge(lam=0.1)"` -> ("ridge", {"lam": 0.1}); `"gd"` -> ("gd", {}).
+
+    Hyper-parameters are `key=value` separated by commas or semicolons; values are read as JSON
+    (numbers, true/false, quoted strings), else kept as bare strings (`method=ista`). The solver
+    name must be registered.
+    """
+    match = _SPEC.match(spec) if isinstance(spec, str) else None
+    if match is None:
+        raise ValueError(f"solver spec must look like 'name' or 'name(key=value, ...)', got {spec!r}")
+    name, body = match.group(1), match.group(2)
+    get(name)
+    hparams = {}
+    for item in re.split(r"[,;]", body or ""):
+        if not item.strip():
+            continue
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"solver spec {spec!r}: expected key=value, got {item.strip()!r}")
+        text = text.strip()
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        hparams[key.strip()] = value
+    return name, hparams
+
+
+def split_specs(text: str) -> tuple[str, ...]:
+    """`"gd,ridge(lam=0.1, steps=2),knn"` -> ("gd", "ridge(lam=0.1, steps=2)", "knn"): commas
+    inside parentheses do not split."""
+    out, depth, current = [], 0, ""
+    for char in text:
+        depth += (char == "(") - (char == ")")
+        if char == "," and depth == 0:
+            out.append(current.strip())
+            current = ""
+        else:
+            current += char
+    out.append(current.strip())
+    return tuple(s for s in out if s)
+
+
 __all__ = [
-    "bayes_ridge", "gamma_star", "gd", "gd_direction", "gd_plus_plus", "gd_weights", "get",
-    "least_squares", "names", "newton", "optimal_gd_lr", "preconditioned_gd", "ridge", "ridge_weights",
+    "averaging", "bayes_ridge", "bootstrap_band", "dmmse", "dmmse_posterior", "error_curve", "gamma_star",
+    "gd", "gd_direction", "gd_plus_plus", "gd_weights", "get", "kernel_ridge", "knn", "lasso",
+    "lasso_weights", "least_squares", "logistic_regression", "logistic_weights", "mean_label", "names",
+    "newton", "optimal_gd_lr", "parse_spec", "prefix_masks", "prefix_predictions", "preconditioned_gd",
+    "ridge", "ridge_weights", "soft_threshold", "split_specs",
 ]

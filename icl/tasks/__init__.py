@@ -9,5 +9,11 @@ line below.
 
 from icl.tasks.base import Batch, Task, family, get, names, register
 from icl.tasks import linear, sine  # noqa: F401  (registration: one line per family)
+from icl.tasks import sparse  # noqa: F401
+from icl.tasks import pool  # noqa: F401
+from icl.tasks import classification  # noqa: F401
+from icl.tasks import relu_net  # noqa: F401
+from icl.tasks import autoregressive  # noqa: F401
+from icl.tasks import linear_distractors  # noqa: F401
 
 __all__ = ["Batch", "Task", "family", "get", "names", "register"]

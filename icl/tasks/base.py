@@ -8,12 +8,22 @@ distribution, noise) with a method `sample(key, batch_size) -> Batch`. The datac
 config and the sampler, so it is hashable and can be closed over by `jax.jit`. Registering it
 with `@register("name")` makes it available to `tasks.get`, the CLI, config validation and the
 shared contract test at once.
+
+A family also names the explicit learners it is compared against, as solver names or specs
+(`"ridge(lam=0.1)"`, see `icl.solvers.parse_spec`):
+  baselines: ClassVar[tuple[str, ...]]   the solvers that apply to the family (`icl list` shows them)
+  default_baselines(self) -> tuple       optional: the ones a given task is compared against by
+                                         default, when that depends on its parameters
+  solver_hparams(self, name) -> dict     optional: hyper-parameters of solver `name` that suit the
+                                         task (e.g. the pool of a finite-pool family); used by
+                                         `icl.compare.solver_predictor`
+`default_baselines(task)` below is what experiment configs default `compare_against` to.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Protocol
+from typing import Callable, ClassVar, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -57,8 +67,17 @@ class Task(Protocol):
     d: int
     n_ctx: int
     n_query: int
+    baselines: ClassVar[tuple[str, ...]]
 
     def sample(self, key: jax.Array, batch_size: int) -> Batch: ...
+
+
+def default_baselines(task) -> tuple[str, ...]:
+    """The solver specs `task` is compared against by default: `task.default_baselines()` if its
+    family defines that method, else the family's `baselines` (empty if it declares none)."""
+    if hasattr(task, "default_baselines"):
+        return tuple(task.default_baselines())
+    return tuple(getattr(task, "baselines", ()))
 
 
 _REGISTRY: dict[str, type] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +35,10 @@ def _spectrum(d: int, condition_number: float) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class LinearRegression:
     """Noisy linear regression tasks; see the module docstring for the prior."""
+
+    baselines: ClassVar[tuple[str, ...]] = (
+        "gd", "least_squares", "ridge", "bayes_ridge", "preconditioned_gd", "newton"
+    )
 
     d: int = 10
     n_ctx: int = 10
@@ -72,6 +77,18 @@ class LinearRegression:
             object.__setattr__(self, "covariance", tuple(map(tuple, matrix.tolist())))
         if self.input_dist == "uniform" and (self.covariance != "isotropic" or self.condition_number != 1):
             raise ValueError(f"{name}: a covariance or condition_number needs input_dist='gaussian'")
+
+    def default_baselines(self) -> tuple[str, ...]:
+        """GD (optimal lr) and least squares always; with label noise also ridge at a tenth and ten
+        times the Bayes-optimal lam = sigma^2 / tau^2 and at it (bayes_ridge); with a non-isotropic
+        input covariance also preconditioned GD (Gamma*) and Newton–Schulz."""
+        out = ["gd", "least_squares"]
+        if self.noise_std > 0:
+            lam = (self.noise_std / self.weight_std) ** 2
+            out += [f"ridge(lam={lam / 10:.6g})", f"ridge(lam={lam * 10:.6g})", "bayes_ridge"]
+        if self.input_dist == "gaussian" and self.covariance != "isotropic":
+            out += ["preconditioned_gd", "newton"]
+        return tuple(out)
 
     @functools.cached_property
     def input_covariance(self) -> np.ndarray:

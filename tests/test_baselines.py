@@ -1,0 +1,307 @@
+"""The literature's baselines (icl/solvers/baselines.py) against naive NumPy loops, the Bayes-optimal
+ones against brute-force posteriors, and the every-prefix evaluation against one call per prefix."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from icl import solvers
+
+ATOL = 1e-10  # float64, same algorithm
+PRIOR_TOL = 1e-8  # float64, a different algorithm run to convergence
+
+
+def _data(seed, b=5, n=9, d=3, m=4, labels="real"):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((b, n, d))
+    w = rng.standard_normal((b, d))
+    y = np.einsum("bnd,bd->bn", x, w) + 0.3 * rng.standard_normal((b, n))
+    if labels == "sign":
+        y = np.where(y >= 0, 1.0, -1.0)
+    return x, y, rng.standard_normal((b, m, d))
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+# -- naive references --------------------------------------------------------------------------------
+def naive_lasso(x, y, alpha, iters):
+    """Plain ISTA, one example at a time, for `iters` iterations: [B, d]."""
+    out = []
+    for t in range(len(x)):
+        big_l = np.linalg.eigvalsh(x[t].T @ x[t]).max()
+        w = np.zeros(x.shape[2])
+        for _ in range(iters):
+            grad = sum((w @ x[t, i] - y[t, i]) * x[t, i] for i in range(x.shape[1]))
+            v = w - grad / big_l
+            w = np.array([np.sign(c) * max(abs(c) - alpha / big_l, 0.0) for c in v])
+        out.append(w)
+    return np.stack(out)
+
+
+def naive_logistic(x, y, lam, iters=20000):
+    """Gradient descent with step 1/L, L = lambda_max(X^T X)/4 + lam, to convergence: [B, d]
+    (the gradient of sum_i log(1 + exp(-y_i w.x_i)) + lam/2 |w|^2 written out per task)."""
+    out = []
+    for t in range(len(x)):
+        step = 1.0 / (np.linalg.eigvalsh(x[t].T @ x[t]).max() / 4 + lam)
+        w = np.zeros(x.shape[2])
+        for _ in range(iters):
+            w = w - step * (lam * w - x[t].T @ (y[t] * _sigmoid(-y[t] * (x[t] @ w))))
+        out.append(w)
+    return np.stack(out)
+
+
+def naive_kernel_ridge(x, y, xq, h, lam):
+    out = np.zeros(xq.shape[:2])
+    for t in range(len(x)):
+        n = x.shape[1]
+        k = np.array([[np.exp(-np.sum((x[t, i] - x[t, j]) ** 2) / (2 * h * h)) for j in range(n)] for i in range(n)])
+        alpha = np.linalg.solve(k + lam * np.eye(n), y[t])
+        for q in range(xq.shape[1]):
+            out[t, q] = sum(alpha[i] * np.exp(-np.sum((xq[t, q] - x[t, i]) ** 2) / (2 * h * h)) for i in range(n))
+    return out
+
+
+def naive_knn(x, y, xq, k):
+    out = np.zeros(xq.shape[:2])
+    for t in range(len(x)):
+        for q in range(xq.shape[1]):
+            dist = [np.sum((xq[t, q] - x[t, i]) ** 2) for i in range(x.shape[1])]
+            nearest = np.argsort(dist, kind="stable")[:k]
+            out[t, q] = np.mean([y[t, i] for i in nearest])
+    return out
+
+
+def naive_dmmse(x, y, xq, pool, sigma):
+    """Bayes' rule with explicit Gaussian densities (no log-sum-exp): sum_k p_k w_k . x_q."""
+    out = np.zeros(xq.shape[:2])
+    for t in range(len(x)):
+        like = np.array([
+            np.prod([np.exp(-((y[t, i] - w @ x[t, i]) ** 2) / (2 * sigma**2)) / np.sqrt(2 * np.pi * sigma**2)
+                     for i in range(x.shape[1])])
+            for w in pool
+        ])
+        post = like / like.sum()
+        out[t] = [sum(p * (w @ q) for p, w in zip(post, pool)) for q in xq[t]]
+    return out
+
+
+# -- each baseline vs its reference ------------------------------------------------------------------
+def test_lasso_matches_naive_ista_and_kkt():
+    x, y, xq = _data(0, n=12, d=4)
+    alpha = 4.0
+    ista = solvers.lasso_weights(jnp.asarray(x), jnp.asarray(y), alpha, steps=40, method="ista")
+    np.testing.assert_allclose(ista, naive_lasso(x, y, alpha, 40), atol=ATOL)  # same iterations
+    w_ref = naive_lasso(x, y, alpha, 3000)  # ISTA to convergence
+    got = solvers.lasso(x, y, xq, alpha=alpha, steps=300)  # FISTA
+    np.testing.assert_allclose(got, np.einsum("bmd,bd->bm", xq, w_ref), atol=PRIOR_TOL)
+    # KKT: X^T (y - X w) = alpha sign(w) on the support, |.| <= alpha off it.
+    w = np.asarray(solvers.lasso_weights(jnp.asarray(x), jnp.asarray(y), alpha, steps=300))
+    corr = np.einsum("bnd,bn->bd", x, y - np.einsum("bnd,bd->bn", x, w))
+    on = np.abs(w) > 1e-9
+    assert on.any() and (~on).any()  # the test data has zero and non-zero coordinates
+    np.testing.assert_allclose(corr[on], alpha * np.sign(w[on]), atol=1e-8)
+    assert np.all(np.abs(corr[~on]) <= alpha + 1e-8)
+
+
+@pytest.mark.parametrize("separable", [False, True])
+def test_logistic_regression_matches_gradient_descent(separable):
+    """Newton (25 damped steps) = gradient descent run to convergence; on a linearly separable
+    context the optimum stays finite because lam > 0."""
+    x, y, xq = _data(1, n=10, d=3, labels="sign")
+    if separable:
+        y = np.where(np.einsum("bnd,d->bn", x, np.ones(3)) >= 0, 1.0, -1.0)  # separated by w = 1
+    lam = 0.1 if separable else 0.7
+    w_ref = naive_logistic(x, y, lam, iters=40000)
+    w = solvers.logistic_weights(jnp.asarray(x), jnp.asarray(y), lam, steps=25)
+    np.testing.assert_allclose(w, w_ref, atol=PRIOR_TOL)
+    got = solvers.logistic_regression(x, y, xq, lam=lam)
+    np.testing.assert_allclose(got, 2 * _sigmoid(np.einsum("bmd,bd->bm", xq, w_ref)) - 1, atol=PRIOR_TOL)
+
+
+def test_kernel_ridge_matches_loops():
+    x, y, xq = _data(3)
+    got = solvers.kernel_ridge(x, y, xq, bandwidth=0.8, lam=0.1)
+    np.testing.assert_allclose(got, naive_kernel_ridge(x, y, xq, 0.8, 0.1), atol=ATOL)
+
+
+@pytest.mark.parametrize("k", [1, 3, 9, 20])
+def test_knn_matches_sorting(k):
+    x, y, xq = _data(4)
+    np.testing.assert_allclose(solvers.knn(x, y, xq, k=k), naive_knn(x, y, xq, k), atol=ATOL)
+
+
+def test_averaging_and_mean_label_match_loops():
+    x, y, xq = _data(5)
+    n = x.shape[1]
+    w = np.stack([sum(y[t, i] * x[t, i] for i in range(n)) / n for t in range(len(x))])
+    np.testing.assert_allclose(solvers.averaging(x, y, xq), np.einsum("bmd,bd->bm", xq, w), atol=ATOL)
+    # Garg et al.'s averaging is one GD step with lr = 1 (the paper's 1/N convention)
+    np.testing.assert_allclose(solvers.averaging(x, y, xq), solvers.gd(x, y, xq, lr=1.0), atol=ATOL)
+    np.testing.assert_allclose(solvers.mean_label(x, y, xq), np.repeat(y.mean(1, keepdims=True), xq.shape[1], 1), atol=ATOL)
+
+
+def test_dmmse_is_the_enumerated_posterior_mean():
+    x, y, xq = _data(6, n=4, d=2)
+    pool = np.random.default_rng(7).standard_normal((5, 2))
+    got = solvers.dmmse(x, y, xq, pool=pool, noise_std=0.7)
+    np.testing.assert_allclose(got, naive_dmmse(x, y, xq, pool, 0.7), atol=ATOL)
+    # with a one-task pool the posterior is certain
+    np.testing.assert_allclose(solvers.dmmse(x, y, xq, pool=pool[:1], noise_std=0.7), xq @ pool[0], atol=ATOL)
+
+
+def test_bayes_ridge_is_the_gaussian_posterior_mean():
+    """Two brute-force checks on a tiny case (d = 2, N = 3): the Gaussian-process form
+    E[y_q | y] = tau^2 x_q^T X^T (tau^2 X X^T + sigma^2 I)^{-1} y (exact), and importance sampling
+    of w ~ N(0, tau^2 I) weighted by the likelihood (Monte Carlo, 10^6 draws)."""
+    x, y, xq = _data(8, b=2, n=3, d=2, m=2)
+    sigma, tau = 0.6, 1.3
+    got = np.asarray(solvers.bayes_ridge(x, y, xq, noise_std=sigma, weight_std=tau))
+    for t in range(len(x)):
+        cov = tau**2 * x[t] @ x[t].T + sigma**2 * np.eye(3)
+        np.testing.assert_allclose(got[t], tau**2 * xq[t] @ x[t].T @ np.linalg.solve(cov, y[t]), atol=ATOL)
+    rng = np.random.default_rng(9)
+    draws = tau * rng.standard_normal((1_000_000, 2))  # [S, d] prior samples
+    for t in range(len(x)):
+        log_w = -np.sum((y[t][None] - draws @ x[t].T) ** 2, axis=1) / (2 * sigma**2)
+        weights = np.exp(log_w - log_w.max())
+        weights /= weights.sum()
+        values = draws @ xq[t].T  # [S, M]
+        mean = weights @ values
+        # standard error of a self-normalised importance-sampling mean
+        se = np.sqrt(np.sum(weights[:, None] ** 2 * (values - mean) ** 2, axis=0))
+        assert np.all(np.abs(mean - got[t]) < 5 * se), (mean, got[t], se)
+        assert np.all(se < 0.01)  # the check has power
+
+
+def test_posterior_means_are_orthogonal_to_every_function_of_the_data():
+    """E[(y_q - y_hat) g(context, x_q)] = 0 for every g characterises the posterior mean. On
+    tasks drawn from a 4-task pool, dmmse satisfies it for three g's within 4 standard errors,
+    while Bayes ridge (optimal for the Gaussian prior, not this one) violates it."""
+    from icl import tasks
+
+    task = tasks.get("linear_pool", d=2, n_ctx=3, pool_size=4, noise_std=0.5)
+    batch = task.sample(jax.random.key(0), 100_000)
+    xc, yc, xq, yq = batch.x_ctx, batch.y_ctx, batch.x_query[:, 0], batch.y_query[:, 0]
+    y_dmmse = solvers.dmmse(xc, yc, xq, pool=task.pool, noise_std=0.5)
+    y_ridge = solvers.bayes_ridge(xc, yc, xq, noise_std=0.5)
+    tests = {"dmmse": y_dmmse, "ridge": y_ridge, "y1 x_q1": yc[:, 0] * xq[:, 0]}
+
+    def z_score(y_hat, g):
+        prod = np.asarray((yq - y_hat) * g)
+        return abs(prod.mean()) / (prod.std() / np.sqrt(len(prod)))
+
+    for name, g in tests.items():
+        assert z_score(y_dmmse, g) < 4, name
+    assert z_score(y_ridge, y_dmmse) > 10  # ridge is not the posterior mean for the pool prior
+
+
+# -- shapes, jit, specs ------------------------------------------------------------------------------
+NEW_SOLVERS = {
+    "lasso": dict(alpha=0.1, steps=50),
+    "logistic_regression": dict(lam=1.0, steps=10),
+    "kernel_ridge": dict(bandwidth=1.0, lam=0.1),
+    "knn": dict(k=3),
+    "averaging": {},
+    "mean_label": {},
+    "dmmse": dict(pool=np.eye(3), noise_std=0.5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEW_SOLVERS))
+def test_single_query_shape_and_jit(name):
+    x, y, xq = _data(10)
+    fn = solvers.get(name)
+    full = fn(x, y, xq, **NEW_SOLVERS[name])
+    assert full.shape == xq.shape[:2]
+    one = fn(x, y, xq[:, 0], **NEW_SOLVERS[name])
+    assert one.shape == (x.shape[0],)
+    np.testing.assert_allclose(one, full[:, 0], atol=ATOL)
+    static = [k for k, v in NEW_SOLVERS[name].items() if k in ("steps", "k")]
+    jitted = jax.jit(lambda a, b, c: fn(a, b, c, **NEW_SOLVERS[name]))(x, y, xq) if static else \
+        jax.jit(fn)(x, y, xq, **NEW_SOLVERS[name])
+    np.testing.assert_allclose(jitted, full, atol=ATOL)
+
+
+def test_specs():
+    assert solvers.parse_spec("ridge(lam=0.1)") == ("ridge", {"lam": 0.1})
+    assert solvers.parse_spec(" lasso(alpha=1e-2; method=ista) ") == ("lasso", {"alpha": 0.01, "method": "ista"})
+    assert solvers.parse_spec("gd") == ("gd", {})
+    assert solvers.split_specs("gd,ridge(lam=0.1, steps=2),knn") == ("gd", "ridge(lam=0.1, steps=2)", "knn")
+    with pytest.raises(ValueError, match="unknown solver 'nope'"):
+        solvers.parse_spec("nope(k=1)")
+    with pytest.raises(ValueError, match="expected key=value"):
+        solvers.parse_spec("ridge(0.1)")
+    with pytest.raises(ValueError, match="knn: k must be an integer >= 1"):
+        solvers.knn(*_data(0), k=0)
+    with pytest.raises(ValueError, match="dmmse: noise_std must be > 0"):
+        solvers.dmmse(*_data(0), pool=np.eye(3), noise_std=0.0)
+
+
+# -- every prefix at once ----------------------------------------------------------------------------
+PREFIX_CASES = {
+    **NEW_SOLVERS,
+    "gd": dict(lr=0.7, steps=2),
+    "gd_plus_plus": dict(lr=0.5, gamma=0.01, steps=2),
+    "least_squares": {},
+    "ridge": dict(lam=0.3),
+    "bayes_ridge": dict(noise_std=0.3),
+    "newton": dict(steps=30),
+    "preconditioned_gd": dict(gamma_matrix=np.diag([0.1, 0.2, 0.3])),
+}
+
+
+def test_every_registered_solver_has_a_prefix_case():
+    assert set(PREFIX_CASES) == set(solvers.names())
+
+
+@pytest.mark.parametrize("name", sorted(PREFIX_CASES))
+def test_prefix_predictions_equal_one_call_per_prefix(name):
+    """Entry n - 1 is the solver on the first n examples (GD's 1/N becomes 1/n); checked at
+    n = 1, n = d and n = N (each shape is a separate compile, hence not all)."""
+    x, y, xq = _data(11, n=6)
+    hparams = PREFIX_CASES[name]
+    got = solvers.prefix_predictions(name, x, y, xq, **hparams)  # [B, N, M]
+    assert got.shape == (x.shape[0], x.shape[1], xq.shape[1])
+    fn = jax.jit(lambda a, b, c: solvers.get(name)(a, b, c, **hparams))
+    for n in (1, 3, 6):
+        np.testing.assert_allclose(got[:, n - 1], fn(x[:, :n], y[:, :n], xq), atol=1e-9, err_msg=f"n={n}")
+
+
+def test_prefix_program_does_not_grow_with_n():
+    """No Python loop over the context length: the traced program has as many equations for
+    N = 4 as for N = 32."""
+    def size(n):
+        x, y, xq = _data(12, n=n)
+        return len(jax.make_jaxpr(lambda a, b, c: solvers.prefix_predictions("knn", a, b, c, k=3))(x, y, xq).eqns)
+
+    assert size(4) == size(32)
+
+
+def test_prefix_spec_and_single_query():
+    x, y, xq = _data(13, n=5)
+    got = solvers.prefix_predictions("ridge(lam=0.3)", x, y, xq[:, 0])
+    assert got.shape == (x.shape[0], 5)
+    np.testing.assert_allclose(got[:, 2], solvers.ridge(x[:, :3], y[:, :3], xq[:, 0], lam=0.3), atol=1e-10)
+
+
+def test_error_curve_and_bootstrap_band():
+    from icl import tasks
+
+    task = tasks.get("linear", d=3, n_ctx=6, n_query=2, input_dist="gaussian", noise_std=0.1)
+    batch = task.sample(jax.random.key(1), 1000)
+    curve = solvers.error_curve("least_squares", batch, jax.random.key(2), n_boot=500)
+    x, y, xq = (np.asarray(a) for a in (batch.x_ctx, batch.y_ctx, batch.x_query))
+    w = [np.einsum("bdn,bn->bd", np.linalg.pinv(x[:, :n]), y[:, :n]) for n in range(1, 7)]  # min-norm LS
+    preds = np.stack([np.einsum("bmd,bd->bm", xq, w_n) for w_n in w], 1)  # [B, N, M]
+    errors = 0.5 * np.mean((preds - np.asarray(batch.y_query)[:, None]) ** 2, axis=-1)  # [B, N]
+    np.testing.assert_allclose(curve["mean"], errors.mean(0), rtol=1e-9)
+    np.testing.assert_array_equal(curve["n"], np.arange(1, 7))
+    assert np.all(curve["low"] < curve["mean"]) and np.all(curve["mean"] < curve["high"])
+    # the 95% band's half-width is ~1.96 standard errors of the mean (bootstrap noise ~10%)
+    half = (curve["high"] - curve["low"]) / 2
+    np.testing.assert_allclose(half, 1.96 * errors.std(0) / np.sqrt(len(errors)), rtol=0.2)
+    assert curve["mean"][-1] < 0.02 < curve["mean"][0]  # least squares needs d = 3 examples
