@@ -267,19 +267,31 @@ def _check_compatible(manager: ocp.CheckpointManager, step: int, params: dict) -
         )
 
 
+def _field_defaults(section: str, config: ExperimentConfig) -> dict:
+    """The JSON form of a section's field defaults (what an older run, saved before a field
+    existed, implicitly used)."""
+    obj = getattr(config, section)
+    defaults = {f.name: f.default for f in dataclasses.fields(obj) if f.default is not dataclasses.MISSING}
+    return json.loads(json.dumps(defaults, default=list))
+
+
 def _check_config(run_dir: Path, config: ExperimentConfig) -> None:
-    """A run directory belongs to one config (train.steps may grow to extend a run)."""
+    """A run directory belongs to one config (train.steps may grow to extend a run). A field the
+    saved config lacks (added to the code later) counts as its default."""
     path = run_dir / CONFIG
     if not path.exists():
         return
     saved = json.loads(path.read_text())
     now = json.loads(config.to_json())  # the JSON form, so tuple fields compare equal to the saved lists
     saved["train"]["steps"] = now["train"]["steps"]
-    diff = sorted(
-        f"{section}.{k}" for section in now if isinstance(now[section], dict)
-        for k in set(now[section]) | set(saved.get(section, {}))
-        if now[section].get(k) != saved.get(section, {}).get(k)
-    ) + sorted(k for k in now if not isinstance(now[k], dict) and json.loads(json.dumps(now[k])) != saved.get(k))
+    diff = []
+    for section, values in now.items():
+        if not isinstance(values, dict):
+            if values != saved.get(section):
+                diff.append(section)
+            continue
+        old = {**_field_defaults(section, config), **saved.get(section, {})}
+        diff += [f"{section}.{k}" for k in sorted(set(values) | set(old)) if values.get(k) != old.get(k)]
     if diff:
         raise CheckpointMismatch(
             f"{run_dir} holds a run with another config (differs in: {', '.join(diff)}). "
@@ -356,6 +368,9 @@ def train(
         restored = manager.restore(start, args=ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, target)))
         params, opt_state = restored["params"], restored["opt_state"]
         echo(f"resuming {run_dir} from step {start}")
+    if start >= cfg.steps and (run_dir / SUMMARY).exists():  # finished: keep its summary
+        manager.close()
+        return json.loads((run_dir / SUMMARY).read_text())
     end = cfg.steps if until_step is None else min(until_step, cfg.steps)
 
     echo(f"devices: {', '.join(_devices())} (backend {jax.default_backend()}, {jax.process_count()} process(es)); "
@@ -413,10 +428,11 @@ def train(
                 rate = steady_steps / (time.perf_counter() - steady_t0) if steady_steps else float("nan")
                 bar.set_postfix(loss=f"{float(np.mean(metrics['loss'])):.4f}", gd=f"{float(np.mean(metrics['gd_loss'])):.4f}",
                                 cos=f"{float(np.mean(metrics['model_cos'])):.4f}", steps_s=f"{rate:.0f}")
-                if stop.requested:
+                if stop.requested:  # end the program, as SIGTERM asks, but with a checkpoint
                     save(step, params, opt_state)
                     echo(f"stopped by SIGTERM at step {step}; checkpoint saved")
-                    return {"stopped_at": step}
+                    sys.stdout.flush()
+                    raise SystemExit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         save(step, params, opt_state)
         echo(f"\ninterrupted at step {step}; checkpoint saved in {run_dir / 'checkpoints'}")

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from icl import train
 from icl.config import ExperimentConfig
@@ -29,6 +30,15 @@ def parse_args(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a few minutes on a 2-core CPU (smoke test)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default paper_figures/ or paper_figures/quick/)")
+    parser.add_argument(
+        "--steps", type=int, default=None,
+        help="full mode with this many training steps instead of the paper's: an intermediate setting, "
+        "labelled as such in the numbers file (raise it later to extend the same runs)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None,
+        help="full mode with this training batch instead of the paper's (an intermediate setting, labelled)",
+    )
     args = parser.parse_args()
     args.out = args.out or (HERE / "quick" if args.quick else HERE)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -53,8 +63,10 @@ def write_numbers(args: argparse.Namespace, name: str, numbers: dict, configs: l
     _, path = figure_paths(args, name)
     record = {
         "figure": name,
-        "mode": "quick" if args.quick else "full",
-        "command": f"python paper_figures/{name}.py" + (" --quick" if args.quick else ""),
+        "mode": mode(args),
+        "command": f"python paper_figures/{name}.py" + (" --quick" if args.quick else "")
+        + (f" --steps {args.steps}" if getattr(args, "steps", None) else "")
+        + (f" --batch-size {args.batch_size}" if getattr(args, "batch_size", None) else ""),
         "wall_s": round(time.perf_counter() - args.started, 1),
         "devices": [str(d) for d in jax.devices()],
         "python": platform.python_version(),
@@ -65,3 +77,39 @@ def write_numbers(args: argparse.Namespace, name: str, numbers: dict, configs: l
     }
     path.write_text(json.dumps(record, indent=2))
     return path
+
+
+def mode(args: argparse.Namespace) -> str:
+    """"quick", "full", or "intermediate (...)" when --steps / --batch-size override the paper's."""
+    if args.quick:
+        return "quick"
+    changed = [f"{v} {k}" for k, v in (("steps", getattr(args, "steps", None)), ("batch", getattr(args, "batch_size", None))) if v]
+    return f"intermediate ({', '.join(changed)})" if changed else "full"
+
+
+def stats(values) -> dict:
+    """{"mean", "std", "min", "max", "values"} over seeds (the last axis) of a list or array."""
+    values = np.asarray(values, dtype=float)
+    return {
+        "mean": values.mean(-1).tolist(), "std": values.std(-1).tolist(),
+        "min": values.min(-1).tolist(), "max": values.max(-1).tolist(), "values": values.tolist(),
+    }
+
+
+def band(ax, x, values, label=None, **kw):
+    """Mean over seeds (last axis of `values` [T, S]) as a line, min-max over seeds as a band."""
+    values = np.asarray(values, dtype=float).reshape(len(x), -1)
+    (line,) = ax.plot(x, values.mean(1), label=label, **kw)
+    if values.shape[1] > 1:
+        ax.fill_between(x, values.min(1), values.max(1), color=line.get_color(), alpha=0.2, lw=0)
+    return line
+
+
+def pyplot():
+    """matplotlib.pyplot with the Agg backend (no display needed)."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    return plt

@@ -50,6 +50,22 @@ def test_resume_is_exact(tmp_path):
     shutil.rmtree(broken / "checkpoints" / "50")  # the kill came before the step-50 checkpoint
     assert train.train(config, broken, progress=False)["resumed_from"] == 40
     jax.tree.map(np.testing.assert_array_equal, read_params(tmp_path / "straight"), read_params(broken))
+    # a finished run keeps its summary instead of recomputing it
+    summary = json.loads((broken / "summary.json").read_text())
+    assert train.train(config, broken, progress=False) == summary
+
+
+def test_a_run_saved_before_a_field_existed_still_resumes(tmp_path):
+    """A config.json written before a field was added counts that field as its default."""
+    config = tiny(steps=20, eval_every=10, ckpt_every=10)
+    train.train(config, tmp_path, until_step=10, progress=False)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["train"]["fast_sampling"], saved["model"]["token_layout"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert train.train(config, tmp_path, progress=False)["resumed_from"] == 10
+    changed = apply_overrides(config, ["train.fast_sampling=true"])
+    with pytest.raises(train.CheckpointMismatch, match="train.fast_sampling"):
+        train.train(changed, tmp_path, progress=False)
 
 
 def test_train_step_compiles_once():
@@ -151,7 +167,7 @@ def test_sigterm_checkpoints_and_the_run_resumes(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 128 + signal.SIGTERM, err
     assert "stopped by SIGTERM at step" in out
     stopped = int(out.split("stopped by SIGTERM at step ")[1].split(";")[0])
     last_logged = json.loads(log.read_text().splitlines()[-1])["step"]
