@@ -12,7 +12,7 @@ import typing
 from typing import Any
 
 from icl import tasks
-from icl.tasks.base import default_baselines
+from icl.tasks.base import check_positive_int, default_baselines
 from icl.models import ModelConfig
 
 
@@ -83,18 +83,14 @@ class TrainConfig:
     fast_sampling: bool = False
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "n_seeds", "eval_every", "eval_tasks", "ckpt_every", "final_eval_tasks"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"train: {name} must be an integer >= 1, got {value!r}")
+        names = ("steps", "batch_size", "n_seeds", "eval_every", "eval_tasks", "ckpt_every", "final_eval_tasks", "seed_parallel")
+        check_positive_int("train", **{n: getattr(self, n) for n in names})
         if self.ckpt_every % self.eval_every:
             raise ValueError(
                 f"train: ckpt_every ({self.ckpt_every}) must be a multiple of eval_every ({self.eval_every})"
             )
-        for name in ("data_parallel", "seed_parallel"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "data_parallel" else 1):
-                raise ValueError(f"train: {name} must be an integer >= {0 if name == 'data_parallel' else 1}, got {value!r}")
+        if not isinstance(self.data_parallel, int) or isinstance(self.data_parallel, bool) or self.data_parallel < 0:
+            raise ValueError(f"train: data_parallel must be an integer >= 0, got {self.data_parallel!r}")
         if self.data_parallel and self.batch_size % self.data_parallel:
             raise ValueError(f"train: batch_size ({self.batch_size}) must be divisible by data_parallel ({self.data_parallel})")
         if self.n_seeds % self.seed_parallel:

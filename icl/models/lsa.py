@@ -46,7 +46,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from icl.models.gram import gram_layer_predictions, supports_gram
-from icl.tasks.base import Batch, check_inputs
+from icl.tasks.base import Batch, check_inputs, check_positive_int
 
 
 class Frozen(nnx.Variable):
@@ -100,10 +100,7 @@ class ModelConfig:
     frozen_gd_lr: float = 0.0
 
     def __post_init__(self):
-        for name in ("n_layers", "n_heads", "mlp_width", "embed_hidden", "n_positions"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"model: {name} must be an integer >= 1, got {value!r}")
+        check_positive_int("model", **{n: getattr(self, n) for n in ("n_layers", "n_heads", "mlp_width", "embed_hidden", "n_positions")})
         for name in ("key_size", "embed_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
