@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from icl import train
+from icl.plots import band, pyplot  # noqa: F401  (the figure scripts use common.band / common.pyplot)
 from icl.config import ExperimentConfig
 
 HERE = Path(__file__).resolve().parent
@@ -94,22 +95,3 @@ def stats(values) -> dict:
         "mean": values.mean(-1).tolist(), "std": values.std(-1).tolist(),
         "min": values.min(-1).tolist(), "max": values.max(-1).tolist(), "values": values.tolist(),
     }
-
-
-def band(ax, x, values, label=None, **kw):
-    """Mean over seeds (last axis of `values` [T, S]) as a line, min-max over seeds as a band."""
-    values = np.asarray(values, dtype=float).reshape(len(x), -1)
-    (line,) = ax.plot(x, values.mean(1), label=label, **kw)
-    if values.shape[1] > 1:
-        ax.fill_between(x, values.min(1), values.max(1), color=line.get_color(), alpha=0.2, lw=0)
-    return line
-
-
-def pyplot():
-    """matplotlib.pyplot with the Agg backend (no display needed)."""
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    return plt
