@@ -168,6 +168,29 @@ def layer_products(layer) -> tuple[np.ndarray, np.ndarray]:
     return q[0] @ k[0].T, v[0] @ o[0]
 
 
+def preconditioner(layer, d: int) -> dict[str, np.ndarray]:
+    """The parts of a linear attention layer acting on a query [x_q, 0] (summed over heads).
+
+    With A_h = W_q^h (W_k^h)^T, B_h = W_v^h W_o^h (row convention), C = sum_i [x_i, y_i]^T [x_i, y_i]
+    and read-out minus the label slot, the layer predicts
+        y_hat = x_q^T Gamma X^T y  -  x_q^T A_xx X^T X b_x  -  (x_q . a_xy) y^T y b_y,
+        Gamma = -sum_h (b_y^h A_xx^h + a_xy^h (b_x^h)^T),
+    where A_xx = A[:d, :d], a_xy = A[:d, d], b_x = B[:d, d], b_y = B[d, d]. Gamma is the
+    preconditioner of one GD step (`solvers.preconditioned_gd`, no 1/N): every term linear in
+    X^T y. The other two terms are 0 for the GD construction (and at the optimum of Gaussian
+    tasks, Ahn et al. 2023).
+    Returns {"gamma" [d, d], "a_xx" [H, d, d], "a_xy" [H, d], "b_x" [H, d], "b_y" [H]}.
+    """
+    q, k, v, o = (np.asarray(p[...], np.float64) for p in (layer.query, layer.key, layer.value, layer.out))
+    if q.shape[1] != d + 1:
+        raise ValueError(f"preconditioner: the layer's tokens have size {q.shape[1]}, expected d + 1 = {d + 1} (paired, no embedding)")
+    a = np.einsum("hdk,hek->hde", q, k)  # [H, D, D]
+    b = np.einsum("hdk,hke->hde", v, o)  # [H, D, D]
+    parts = {"a_xx": a[:, :d, :d], "a_xy": a[:, :d, d], "b_x": b[:, :d, d], "b_y": b[:, d, d]}
+    gamma = -np.einsum("h,hde->de", parts["b_y"], parts["a_xx"]) - np.einsum("hd,he->de", parts["a_xy"], parts["b_x"])
+    return {"gamma": gamma, **parts}
+
+
 def interpolate(model, target, t: float = 0.5):
     """An LSA model whose every layer is `(1 - t) * model + t * target` in product space (A, B),
     after rescaling model's (A, B) -> (cA, B/c) with c the least-squares fit of cA to target's A

@@ -75,3 +75,25 @@ def test_layer_predictors_and_sweeps(batch):
     by_n = compare.sweep(ls, compare.context_length_variants(task, [2, 8]), jax.random.key(1), 2000)
     assert by_n["least_squares"][1] < 1e-10 < by_n["least_squares"][0]  # N >= d is exact, N < d is not
     assert dataclasses.replace(task, n_ctx=8) == compare.context_length_variants(task, [8])[8]
+
+
+def test_preconditioner_of_the_gd_construction_is_lr_over_n():
+    parts = compare.preconditioner(constructions.gd_model(4, 7, lr=0.9, dtype=jnp.float64).layers[0], 4)
+    np.testing.assert_allclose(parts["gamma"], 0.9 / 7 * np.eye(4), atol=1e-15)
+    assert not np.any(parts["a_xy"]) and not np.any(parts["b_x"])
+
+
+def test_preconditioner_terms_reproduce_a_random_layer(batch):
+    """A random 2-head layer's prediction is exactly Gamma's plus the two stated extra terms."""
+    d = batch.x_ctx.shape[-1]
+    model = models.build(models.ModelConfig(n_layers=1, n_heads=2, key_size=3, init_scale=1.0), d, jax.random.key(5))
+    parts = compare.preconditioner(model.layers[0], d)
+    x, y, xq = (np.asarray(a, np.float64) for a in (batch.x_ctx, batch.y_ctx, batch.x_query))
+    xty, xtx, yty = np.einsum("bnd,bn->bd", x, y), np.einsum("bnd,bne->bde", x, x), np.einsum("bn,bn->b", y, y)
+    expected = np.einsum("bmd,de,be->bm", xq, parts["gamma"], xty)
+    for h in range(2):
+        expected -= np.einsum("bmd,de,bef,f->bm", xq, parts["a_xx"][h], xtx, parts["b_x"][h])
+        expected -= np.einsum("bmd,d->bm", xq, parts["a_xy"][h]) * (yty * parts["b_y"][h])[:, None]
+    np.testing.assert_allclose(np.asarray(model.predict(batch.x_ctx, batch.y_ctx, batch.x_query)), expected, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="expected d \\+ 1"):
+        compare.preconditioner(model.layers[0], d + 1)

@@ -1,38 +1,96 @@
-"""The Gram-space fast path equals the token-space model."""
+"""The fast paths of pure linear stacks (token form and Gram/map form) equal the token-space model."""
 
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from icl import constructions, models, tasks
+from icl.models import gram
 from icl.models.gram import gram_layer_predictions, supports_gram
 
 
+@pytest.mark.parametrize("method", ["maps", "tokens", "auto"])
 @pytest.mark.parametrize(
     "kw",
     [dict(n_layers=1), dict(n_layers=4), dict(n_layers=3, shared=True), dict(n_layers=2, n_heads=3, key_size=5), dict(n_layers=2, embed_dim=4)],
 )
-def test_gram_path_equals_token_space(kw):
+def test_gram_path_equals_token_space(kw, method):
     model = models.build(models.ModelConfig(init_scale=0.5, **kw), d=3, key=jax.random.key(1))
     batch = tasks.get("linear", d=3, n_ctx=40, n_query=3).sample(jax.random.key(2), 8)
     args = (batch.x_ctx, batch.y_ctx, batch.x_query)
     tokens_path = model.layer_predictions(*args, path="tokens")
-    np.testing.assert_allclose(gram_layer_predictions(model, *args), tokens_path, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gram_layer_predictions(model, *args, method=method), tokens_path, rtol=1e-10, atol=1e-10)
 
 
-def test_gram_path_on_the_gd_construction():
+@pytest.mark.parametrize("method", gram.METHODS)
+def test_gram_path_on_the_gd_construction(method):
     model = constructions.gd_model(5, 20, lr=0.8, layers=6)
     batch = tasks.get("linear", d=5, n_ctx=20).sample(jax.random.key(3), 16)
     args = (batch.x_ctx, batch.y_ctx, batch.x_query)
-    np.testing.assert_allclose(gram_layer_predictions(model, *args, n_layers=6), model.layer_predictions(*args, path="tokens"), atol=1e-12)
+    np.testing.assert_allclose(gram_layer_predictions(model, *args, n_layers=6, method=method), model.layer_predictions(*args, path="tokens"), atol=1e-12)
+
+
+@pytest.mark.parametrize("method", gram.METHODS)
+def test_fast_paths_have_the_token_space_gradient(method):
+    """The train step differentiates the fast path: its parameter gradient equals token space's."""
+    model = models.build(models.ModelConfig(n_layers=3, init_scale=0.5), d=3, key=jax.random.key(4))
+    batch = tasks.get("linear", d=3, n_ctx=6).sample(jax.random.key(5), 8)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    args = (batch.x_ctx, batch.y_ctx, batch.x_query)
+
+    def loss(params, fast: bool):
+        m = nnx.merge(graphdef, params, rest)
+        preds = gram_layer_predictions(m, *args, method=method) if fast else m.layer_predictions(*args, path="tokens")
+        return ((preds[-1] - batch.y_query) ** 2).mean()
+
+    want, got = (jax.tree.leaves(jax.grad(loss)(params, fast)) for fast in (False, True))
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12)
+
+
+def test_choose_method_rule():
+    """Deep stacks: token form while (N + M)(N + D) <= 2 D^2 (the paper's N = 10, M = 1, D = 11),
+    map form for long contexts; one layer: token form while 2 M <= D, at any N."""
+    assert gram.choose_method(10, 1, 11, 8) == "tokens"
+    assert gram.choose_method(11, 1, 11, 2) == "maps"
+    assert gram.choose_method(40, 1, 11, 4) == "maps"
+    assert gram.choose_method(1000, 3, 4, 2) == "maps"
+    assert gram.choose_method(2, 1, 5, 3) == "tokens"
+    assert gram.choose_method(3, 4, 5, 3) == "maps"
+    assert gram.choose_method(1000, 1, 11, 1) == "tokens"
+    assert gram.choose_method(10, 6, 11, 1) == "maps"
+
+
+def _n_dots(fn, *args) -> int:
+    return str(jax.make_jaxpr(fn)(*args)).count("dot_general")
+
+
+@pytest.mark.parametrize(("n_ctx", "n_layers", "method"), [(3, 3, "tokens"), (40, 3, "maps"), (40, 1, "tokens")])
+def test_auto_method_follows_the_rule(n_ctx, n_layers, method):
+    """auto traces to exactly the program of the method the rule picks, and the other differs."""
+    model = models.build(models.ModelConfig(n_layers=n_layers, init_scale=0.5), d=3, key=jax.random.key(1))
+    batch = tasks.get("linear", d=3, n_ctx=n_ctx).sample(jax.random.key(2), 4)
+    args = (batch.x_ctx, batch.y_ctx, batch.x_query)
+    jaxpr = lambda m: str(jax.make_jaxpr(lambda *a: gram_layer_predictions(model, *a, method=m))(*args))  # noqa: E731
+    other = next(m for m in gram.METHODS if m != method)
+    assert gram.choose_method(n_ctx, 1, 4, n_layers) == method
+    assert jaxpr("auto") == jaxpr(method) != jaxpr(other)
+
+
+def test_unknown_method_is_an_error():
+    model = models.build(models.ModelConfig(n_layers=2), d=2)
+    batch = tasks.get("linear", d=2, n_ctx=4).sample(jax.random.key(0), 2)
+    with pytest.raises(ValueError, match="method must be"):
+        gram_layer_predictions(model, batch.x_ctx, batch.y_ctx, batch.x_query, method="gram")
 
 
 def test_auto_path_takes_gram_for_pure_linear_stacks():
     model = models.build(models.ModelConfig(n_layers=2, init_scale=0.5), d=3, key=jax.random.key(1))
     batch = tasks.get("linear", d=3, n_ctx=5).sample(jax.random.key(2), 4)
     args = (batch.x_ctx, batch.y_ctx, batch.x_query)
-    n_dots = lambda path: str(jax.make_jaxpr(lambda *a: model.layer_predictions(*a, path=path))(*args)).count("dot_general")  # noqa: E731
-    assert str(jax.make_jaxpr(lambda *a: model.layer_predictions(*a))(*args)).count("dot_general") == n_dots("gram") != n_dots("tokens")
+    n_dots = lambda path: _n_dots(lambda *a: model.layer_predictions(*a, path=path), *args)  # noqa: E731
+    assert _n_dots(lambda *a: model.layer_predictions(*a), *args) == n_dots("gram") != n_dots("tokens")
 
 
 @pytest.mark.parametrize("kw", [dict(layernorm=True), dict(mlp=True), dict(attention="softmax"), dict(clip_activations=1.0)])

@@ -1,14 +1,42 @@
-"""Gram-space evaluation of pure linear-attention stacks: O(N D^2 + L D^3) per task.
+"""Fast exact evaluation of pure linear-attention stacks: a token form and a Gram (map) form.
+
+Shapes: B tasks, N context tokens, M queries, T = N + M, D token width, H heads, L layers.
 
 Without LayerNorm, MLP, activation clipping or softmax, a linear attention layer maps **every**
 token by the same matrix. In the row convention of `icl.models.lsa` (q = e W_q, ...), with the
-context Gram matrix C = sum_{i<=N} e_i^T e_i [D, D], A_h = W_q^h (W_k^h)^T and B_h = W_v^h W_o^h,
+context Gram matrix C = sum_{i<=N} e_i^T e_i [D, D], A_h = W_q^h (W_k^h)^T and B_h = W_v^h W_o^h
+(both formed once per layer, outside the batch),
 
-    e_j <- e_j + sum_h e_j A_h C B_h = e_j (I + sum_h A_h C B_h) = e_j M,
+    e_j <- e_j + sum_h ((e_j A_h) C) B_h = e_j (I + sum_h A_h C B_h) = e_j M.
 
-so after the layer the context Gram matrix is M^T C M. L layers therefore need C once
-(O(N D^2)) and then only D x D products per layer, instead of O(N D^2) per layer in token space:
-a fast path for long contexts. `tests/test_gram.py` checks it equals the token-space model.
+Two exact ways to run L such layers (`METHODS`):
+
+  "tokens"  keep the T tokens and apply the line above through the kernel K_h = (E A_h) X^T
+            [T, N] (X = E_ctx): E <- E + sum_h (K_h X) B_h. O(L T D (N + D) H) per task.
+  "maps"    keep only C: after a layer it is M^T C M, so C is formed once (O(N D^2)) and each
+            further layer costs O(D^3 H) (M, then M^T C M), independent of N: better when
+            N >> D (long contexts). The last layer moves the queries only, q <- q + sum_h
+            ((q A_h) C) B_h, so no M is formed there.
+
+"auto" (`choose_method`) takes the method with fewer multiply-adds: "tokens" for deep stacks
+when (N + M)(N + D) <= 2 D^2, and for one layer when 2 M <= D (K then costs O(M N D), less than
+forming C). `tests/test_gram.py` checks both against the token-space model in float64.
+
+Measured (`benchmarks/bench_depth_paths.py`: whole train steps of the paper_1layer setup, batch
+2048, float32, XLA:CPU on 2 shared cores, the variants interleaved; medians of 7 rounds of the
+process CPU time per step; issue #8). Speed-up of "tokens" over "maps":
+  N = 10 (D = 11, M = 1): L = 1: 1.63x, L = 2: 1.79x (shared 1.82x), L = 4: 1.36x (1.36x),
+                          L = 8: 1.25x (1.24x)
+  L = 4, separate layers: N = 15: 0.92x, N = 20: 0.74x, N = 40: 0.31x
+  L = 1, N = 40: 1.19x;   L = 2, N = 40: 0.48x
+At this size the step is bound by memory traffic, not arithmetic (XLA's cost analysis at L = 8:
+~0.46 GFLOP and ~330 MB accessed per step for "tokens", 0.49 GFLOP and 380 MB for "maps"):
+the kernel form moves fewer bytes than forming C, and with one head the head axis is dropped
+(it cost 20-30% more bytes in layout changes). Things that measured slower: forming C per layer
+(E <- E + ((E A) C) B: 0.91x of "maps" at L = 8), `AttentionLayer`'s q/k/v form (0.6x),
+splitting the batch into chunks with lax.map (0.3-1.0x), and replacing the batched 11 x 11 dots
+by unrolled broadcast-multiply-adds (0.03-0.5x, although a single such product alone ran 4x
+faster than XLA's batched dot). A/B numbers from one shared machine vary by ~10-20% run to run.
 """
 
 from __future__ import annotations
@@ -16,9 +44,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+METHODS = ("tokens", "maps")
+
 
 def supports_gram(config) -> bool:
-    """True when every layer is a pure linear attention map (the Gram recursion is exact)."""
+    """True when every layer is a pure linear attention map (both fast forms are exact)."""
     return (
         config.attention == "linear"
         and not config.layernorm
@@ -30,43 +60,111 @@ def supports_gram(config) -> bool:
     )
 
 
-def _products(layer) -> tuple[jax.Array, jax.Array]:
-    """A_h = W_q^h (W_k^h)^T and B_h = W_v^h W_o^h: [H, D, D] each."""
-    a = jnp.einsum("hdk,hek->hde", layer.query[...], layer.key[...])
-    b = jnp.einsum("hdk,hke->hde", layer.value[...], layer.out[...])
+def choose_method(n_ctx: int, n_query: int, token_dim: int, n_layers: int) -> str:
+    """The "auto" rule: the method with fewer forward multiply-adds per task and head.
+
+    Token form: 2 S D (N + D) per layer that moves S tokens (E A, K = (E A) X^T, K X, then B);
+    S = T = N + M for all layers but the last, S = M for the last. Map form: N D^2 once (C),
+    then about 4 D^3 per layer but the last (A C, (A C) B, C M, M^T (C M)) and 2 M D^2 for the
+    last ((q A) C, then B). Hence:
+      one layer:   "tokens" when 2 M <= D (no C at all), else "maps";
+      deeper:      "tokens" when T (N + D) <= 2 D^2 (the middle layers dominate), else "maps".
+    The backward pass scales both by about 2. At the paper's size (N = 10, M = 1, D = 11) every
+    depth takes "tokens"; from N = 11 on, deeper stacks take "maps". Measured crossover: see the
+    module docstring.
+    """
+    if n_layers == 1:
+        return "tokens" if 2 * n_query <= token_dim else "maps"
+    return "tokens" if (n_ctx + n_query) * (n_ctx + token_dim) <= 2 * token_dim**2 else "maps"
+
+
+def products(query: jax.Array, key: jax.Array, value: jax.Array, out: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A_h = W_q^h (W_k^h)^T and B_h = W_v^h W_o^h: [H, D, D] each, from [H, D, k] / [H, k, D] weights."""
+    a = jnp.einsum("hdk,hek->hde", query, key)
+    b = jnp.einsum("hdk,hke->hde", value, out)
     return a, b
+
+
+def _products(layer) -> tuple[jax.Array, jax.Array]:
+    return products(layer.query[...], layer.key[...], layer.value[...], layer.out[...])
 
 
 def layer_maps(layer, gram: jax.Array) -> jax.Array:
     """M = I + sum_h A_h C B_h for every task: [B, D, D] from C [B, D, D]."""
     a, b = _products(layer)
+    return _maps(a, b, gram)
+
+
+def _maps(a: jax.Array, b: jax.Array, gram: jax.Array) -> jax.Array:
     eye = jnp.eye(gram.shape[-1], dtype=gram.dtype)[None]  # [1, D, D]
     return eye + jnp.einsum("hde,bef,hfg->bdg", a, gram, b)
 
 
-def gram_layer_predictions(model, x_ctx, y_ctx, x_query, n_layers: int | None = None) -> jax.Array:
-    """The same [L, B, M] read-outs as `model.layer_predictions`, computed in Gram space.
+def _context_gram(ctx: jax.Array) -> jax.Array:
+    return jnp.einsum("bnd,bne->bde", ctx, ctx)  # [B, D, D]
 
-    The last layer only moves the queries, `q <- q + sum_h ((q A_h) C) B_h` (O(M D^2)), so a
-    one-layer model never forms M.
+
+def _update(tokens: jax.Array, a: jax.Array, gram: jax.Array, b: jax.Array) -> jax.Array:
+    """sum_h ((e A_h) C) B_h for every token: [B, S, D] -> [B, S, D]."""
+    ta = jnp.einsum("bsd,hde->bhse", tokens, a)  # [B, H, S, D]
+    return jnp.einsum("bhse,bef,hfg->bsg", ta, gram, b)
+
+
+def _token_update(tokens: jax.Array, ctx: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+    """sum_h ((e A_h) X^T) X B_h for every token e: [B, S, D], X = ctx [B, N, D] -> [B, S, D].
+
+    The same as `_update` with C = X^T X, but through the kernel K_h = (E A_h) X^T [S, N], which
+    XLA:CPU runs with less memory traffic than forming C. One head (the paper's models) skips the
+    head axis: its layout changes cost ~20% more bytes.
     """
+    if a.shape[0] == 1:
+        kernel = jnp.einsum("bse,bne->bsn", tokens @ a[0], ctx)  # [B, S, N]
+        return (kernel @ ctx) @ b[0]
+    kernel = jnp.einsum("bsd,hde,bne->bhsn", tokens, a, ctx)  # [B, H, S, N]
+    return jnp.einsum("bhsn,bnd,hde->bse", kernel, ctx, b)
+
+
+def stack_predictions(weights, ctx: jax.Array, queries: jax.Array, method: str = "auto") -> jax.Array:
+    """Minus the query label slot after each of the layers `weights` = [(A [H, D, D], B [H, D, D]), ...].
+
+    ctx [B, N, D] and queries [B, M, D] are the input tokens; returns [L, B, M]. `method` is
+    "tokens", "maps" or "auto" (`choose_method`); all give the same numbers up to rounding.
+    """
+    if method == "auto":
+        method = choose_method(ctx.shape[1], queries.shape[1], ctx.shape[2], len(weights))
+    if method not in METHODS:
+        raise ValueError(f"gram: method must be 'auto' or one of {METHODS}, got {method!r}")
+    preds = []
+    if method == "tokens":
+        n_ctx = ctx.shape[1]
+        tokens = jnp.concatenate([ctx, queries], axis=1)  # [B, T, D]
+        for i, (a, b) in enumerate(weights):
+            ctx = tokens[:, :n_ctx]
+            if i + 1 < len(weights):
+                tokens = tokens + _token_update(tokens, ctx, a, b)
+                queries = tokens[:, n_ctx:]
+            else:  # the last layer moves the queries only
+                queries = queries + _token_update(queries, ctx, a, b)
+            preds.append(-queries[..., -1])
+        return jnp.stack(preds)
+    gram = _context_gram(ctx)
+    for i, (a, b) in enumerate(weights):
+        if i + 1 < len(weights):
+            m = _maps(a, b, gram)  # [B, D, D]
+            queries = queries @ m  # [B, M, D]
+            gram = jnp.swapaxes(m, 1, 2) @ gram @ m
+        else:
+            queries = queries + _update(queries, a, gram, b)
+        preds.append(-queries[..., -1])
+    return jnp.stack(preds)
+
+
+def gram_layer_predictions(model, x_ctx, y_ctx, x_query, n_layers: int | None = None, method: str = "auto") -> jax.Array:
+    """The same [L, B, M] read-outs as `model.layer_predictions`, by `stack_predictions`."""
     if not supports_gram(model.config):
         raise ValueError("gram_layer_predictions needs linear attention without LayerNorm, MLP or clipping")
     n_ctx = x_ctx.shape[1]
     n_layers = model.config.n_layers if n_layers is None else n_layers
     tokens = model.tokens(x_ctx, y_ctx, x_query)  # [B, T, D]
-    ctx, queries = tokens[:, :n_ctx], tokens[:, n_ctx:]
-    gram = jnp.einsum("bnd,bne->bde", ctx, ctx)  # [B, D, D]
-    preds = []
-    for i in range(n_layers):
-        layer = model.layers[0 if model.config.shared else i]
-        if i + 1 < n_layers:
-            m = layer_maps(layer, gram)  # [B, D, D]
-            queries = queries @ m  # [B, M, D]
-            gram = jnp.swapaxes(m, 1, 2) @ gram @ m
-        else:
-            a, b = _products(layer)
-            qa = jnp.einsum("bmd,hde->bhme", queries, a)  # [B, H, M, D]
-            queries = queries + jnp.einsum("bhme,bef,hfg->bmg", qa, gram, b)
-        preds.append(-queries[..., -1])
-    return jnp.stack(preds)
+    weights = [_products(model.layers[0 if model.config.shared else i]) for i in range(n_layers)]
+    return stack_predictions(weights, tokens[:, :n_ctx], tokens[:, n_ctx:], method)

@@ -38,7 +38,7 @@ from icl.solvers.linear import (
     ridge,
     ridge_weights,
 )
-from icl.solvers.optimal import gamma_star, gd_direction, optimal_gd_lr
+from icl.solvers.optimal import gamma_star, gd_direction, optimal_gd_lr, preconditioned_loss
 from icl.solvers.prefix import bootstrap_band, error_curve, prefix_masks, prefix_predictions
 
 _REGISTRY = {
@@ -121,6 +121,6 @@ __all__ = [
     "averaging", "bayes_ridge", "bootstrap_band", "dmmse", "dmmse_posterior", "error_curve", "gamma_star",
     "gd", "gd_direction", "gd_plus_plus", "gd_weights", "get", "kernel_ridge", "knn", "lasso",
     "lasso_weights", "least_squares", "logistic_regression", "logistic_weights", "mean_label", "names",
-    "newton", "optimal_gd_lr", "parse_spec", "prefix_masks", "prefix_predictions", "preconditioned_gd",
+    "newton", "optimal_gd_lr", "parse_spec", "preconditioned_loss", "prefix_masks", "prefix_predictions", "preconditioned_gd",
     "ridge", "ridge_weights", "soft_threshold", "split_specs",
 ]

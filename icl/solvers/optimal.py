@@ -11,6 +11,14 @@ gives Gamma E[u u^T] = E[w u^T] with u = X^T y, and with Gaussian fourth moments
 E[(X^T X)^2] = N(N+1) Sigma^2 + N tr(Sigma) Sigma:
     Gamma* = ((N + 1) Sigma + (tr(Sigma) + sigma^2 / tau^2) I)^{-1}.
 For Sigma = I, sigma = 0 it is one GD step with lr = N / (N + d + 1).
+
+`preconditioned_loss`: the expected loss of any such predictor at any context length N (also one
+other than the N it was fitted for), from the same moments. With S = X^T X ~ Wishart(N, Sigma),
+B = Gamma^T Sigma Gamma, and E[S B S] = N(N+1) Sigma B Sigma + N tr(B Sigma) Sigma,
+    E[(x_q^T Gamma X^T y - y_q)^2] = tau^2 [N(N+1) tr(Sigma B Sigma) + N tr(B Sigma) tr(Sigma)
+                                            - 2N tr(Sigma Gamma Sigma) + tr(Sigma)]
+                                     + sigma^2 (N tr(Gamma Sigma Gamma^T Sigma) + 1)
+(query labels carry the same noise as the context's); the paper's loss is half of it.
 """
 
 from __future__ import annotations
@@ -43,3 +51,17 @@ def gamma_star(sigma, n_ctx: int, noise_std: float = 0.0, weight_std: float = 1.
     d = sigma.shape[0]
     ratio = (noise_std / weight_std) ** 2
     return np.linalg.inv((n_ctx + 1) * sigma + (np.trace(sigma) + ratio) * np.eye(d))
+
+
+def preconditioned_loss(gamma, sigma, n_ctx: int, noise_std: float = 0.0, weight_std: float = 1.0) -> float:
+    """0.5 E[(x_q^T Gamma X^T y - y_q)^2] for x ~ N(0, Sigma) and N = n_ctx context examples, in
+    closed form (module docstring): the paper's loss of preconditioned GD with `gamma` [d, d]."""
+    gamma, sigma = np.asarray(gamma, np.float64), np.asarray(sigma, np.float64)
+    if gamma.ndim != 2 or gamma.shape != sigma.shape or gamma.shape[0] != gamma.shape[1]:
+        raise ValueError(f"preconditioned_loss: gamma {gamma.shape} and sigma {sigma.shape} must be equal square matrices")
+    n = n_ctx
+    b = gamma.T @ sigma @ gamma
+    signal = (n * (n + 1) * np.trace(sigma @ b @ sigma) + n * np.trace(b @ sigma) * np.trace(sigma)
+              - 2 * n * np.trace(sigma @ gamma @ sigma) + np.trace(sigma))
+    noise = n * np.trace(gamma @ sigma @ gamma.T @ sigma) + 1
+    return float(0.5 * (weight_std**2 * signal + noise_std**2 * noise))
