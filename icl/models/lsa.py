@@ -275,9 +275,10 @@ class LSATransformer(nnx.Module):
         """Minus the query label slot after each layer: [L, B, M].
 
         `n_layers` overrides L (e.g. to run a shared layer for more steps than it was trained for).
-        `path`: "tokens" updates every token layer by layer; "gram" runs a pure linear stack in
-        Gram space (`icl.models.gram`, the same numbers, O(N D^2 + L D^3) per task); "auto" takes
-        "gram" whenever the config allows it.
+        `path`: "tokens" updates every token layer by layer; "gram" runs a pure linear stack on
+        the fast path of `icl.models.gram` (the same numbers: the kernel token form or the Gram
+        recursion, O(N D^2 + L D^3) per task, whichever `gram.choose_method` finds cheaper for
+        the shape); "auto" takes "gram" whenever the config allows it.
         """
         x_ctx, y_ctx, x_query, _ = check_inputs(x_ctx, y_ctx, x_query, self.d)
         n_ctx = self.n_context_tokens(x_ctx.shape[1])
