@@ -52,6 +52,7 @@ def run(config: ExperimentConfig, args: argparse.Namespace) -> tuple[dict, dict]
     run_dir = args.out / "runs" / config.name
     summary = train.train(config, run_dir, progress=False, echo=lambda *_: None)
     _, params, _ = train.load_params(run_dir, config)
+    args.train_wall_s = getattr(args, "train_wall_s", 0.0) + float(summary.get("wall_s", 0.0))
     return summary, params
 
 
@@ -68,7 +69,9 @@ def write_numbers(args: argparse.Namespace, name: str, numbers: dict, configs: l
         "command": f"python paper_figures/{name}.py" + (" --quick" if args.quick else "")
         + (f" --steps {args.steps}" if getattr(args, "steps", None) else "")
         + (f" --batch-size {args.batch_size}" if getattr(args, "batch_size", None) else ""),
-        "wall_s": round(time.perf_counter() - args.started, 1),
+        "wall_s": round(time.perf_counter() - args.started, 1),  # this invocation (reused runs are not retrained)
+        # training time of every run used, as each run's summary recorded it when it trained
+        "train_wall_s": round(getattr(args, "train_wall_s", 0.0), 1),
         "devices": [str(d) for d in jax.devices()],
         "python": platform.python_version(),
         "jax": jax.__version__,
