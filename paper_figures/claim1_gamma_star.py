@@ -264,10 +264,7 @@ def draw(path, results, configs) -> None:
            title="length shift (dashed: Gamma*(N=20) at N', closed form;\ndotted: best Gamma*(N'))")
     ax.legend(fontsize=7)
     cfg = configs[0].train
-    fig.suptitle(f"One LSA layer vs Gamma* (d = {D}, N = {N_CTX}): {cfg.n_seeds} seeds, {cfg.steps} steps of batch {cfg.batch_size}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    common.save(fig, path, f"One LSA layer vs Gamma* (d = {D}, N = {N_CTX}): {cfg.n_seeds} seeds, {cfg.steps} steps of batch {cfg.batch_size}")
 
 
 def main() -> None:

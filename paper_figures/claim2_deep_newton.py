@@ -343,10 +343,7 @@ def draw(path, results: list[dict], title: str) -> None:
     ax.set(xlabel="layer l", ylabel="Frobenius cosine", title="Gamma_l = -(B_yy A_xx + A_xy B_xy^T) vs Sigma^-1 and I\n(dotted: cos(Sigma^-1, I) per kappa)",
            xticks=layers, ylim=(-1.05, 1.05))
     ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    common.save(fig, path, title)
 
 
 def summary_line(r: dict) -> str:

@@ -249,10 +249,7 @@ def draw(path, results: dict, title: str) -> None:
         else:
             ax.set_yscale("log")
         ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    common.save(fig, path, title)
 
 
 def main() -> None:

@@ -337,10 +337,7 @@ def draw(path, by_model: dict, logs: dict, configs: list[ExperimentConfig], titl
     ax.set(yscale="log", xlabel="training step", ylabel="MSE on held-out tasks of the training prior",
            title="softmax transformer: training curves")
     ax.legend(fontsize=7, ncol=2)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    common.save(fig, path, title)
 
 
 def main() -> None:

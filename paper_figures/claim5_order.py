@@ -384,11 +384,8 @@ def draw(path, numbers, configs):
     ax.legend(fontsize=7)
 
     cfg = {m: c.train for m, c in configs.items()}
-    fig.suptitle("Claim 5 (order and the critique): " + "; ".join(
+    common.save(fig, path, "Claim 5 (order and the critique): " + "; ".join(
         f"{m} {cfg[m].steps} x {cfg[m].batch_size}" for m in configs) + f"; {cfg['lsa'].n_seeds} seeds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main() -> None:

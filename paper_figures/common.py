@@ -56,6 +56,14 @@ def run(config: ExperimentConfig, args: argparse.Namespace) -> tuple[dict, dict]
     return summary, params
 
 
+def save(fig, path: Path, title: str) -> None:
+    """Title, tight layout, write the PNG at 100 dpi and free the figure."""
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    pyplot().close(fig)
+
+
 def figure_paths(args: argparse.Namespace, name: str) -> tuple[Path, Path]:
     return args.out / f"{name}.png", args.out / f"{name}.json"
 

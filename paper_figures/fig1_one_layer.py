@@ -159,11 +159,8 @@ def draw(path, log, pieces, ood, summary, config):
     ax.set(xlabel="input scale alpha (x -> alpha x at test time)", ylabel="loss", yscale="log", title="out of distribution")
     ax.legend(fontsize=8)
     cfg = config.train
-    fig.suptitle(f"One LSA layer vs one GD step (paper Fig. 2): {cfg.n_seeds} seeds (mean, min-max band), "
+    common.save(fig, path, f"One LSA layer vs one GD step (paper Fig. 2): {cfg.n_seeds} seeds (mean, min-max band), "
                  f"{cfg.steps} steps of batch {cfg.batch_size}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main() -> None:

@@ -213,10 +213,7 @@ def draw(path, results, depths, solver_rows, ls_loss, title):
                     alpha=0.35 + 0.65 * k / kmax, lw=1, label=f"{kind} K={k}" if k in (depths[0], kmax) else None)
     ax.set(xlabel="training step", ylabel="held-out loss (mean over seeds)", yscale="log", title="training curves")
     ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    common.save(fig, path, title)
 
 
 def main() -> None:

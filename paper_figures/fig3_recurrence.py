@@ -142,12 +142,9 @@ def main() -> None:
            title="damping", ylim=(None, 10))
     ax.legend(fontsize=7)
     cfg = first.train
-    fig.suptitle(f"Looping a trained shared layer beyond its training depth (paper Sec. 4): {cfg.n_seeds} seeds, "
-                 f"{cfg.steps} steps of batch {cfg.batch_size} [{common.mode(args)}]")
-    fig.tight_layout()
     png, _ = common.figure_paths(args, NAME)
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    common.save(fig, png, f"Looping a trained shared layer beyond its training depth (paper Sec. 4): {cfg.n_seeds} seeds, "
+                f"{cfg.steps} steps of batch {cfg.batch_size} [{common.mode(args)}]")
 
     numbers = {
         "k_prime": ks, "n_tasks": cfg.final_eval_tasks, "least_squares_loss": ls_loss,

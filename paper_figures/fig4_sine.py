@@ -180,11 +180,8 @@ def draw(path, logs, numbers, example, configs):
     ax.set(xlabel="x", ylabel="y", title="one held-out task (seed 0)")
     ax.legend(fontsize=7)
     cfg = configs[0].train
-    fig.suptitle(f"Sine regression with a learned embedding (paper Sec. 4 / Fig. 5): {cfg.n_seeds} seeds "
+    common.save(fig, path, f"Sine regression with a learned embedding (paper Sec. 4 / Fig. 5): {cfg.n_seeds} seeds "
                  f"(mean, min-max band), {cfg.steps} steps of batch {cfg.batch_size}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main() -> None:

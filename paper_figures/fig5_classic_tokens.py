@@ -121,12 +121,9 @@ def draw(path, log, numbers, config):
                title=f"layer-1 token sensitivity {title}\n||d h1(x_i)/d y_j||, row-normalised")
         fig.colorbar(image, ax=ax, fraction=0.046)
     cfg = config.train
-    fig.suptitle(f"Classic tokens (paper Figs. 6-7): {cfg.n_seeds} seeds (mean, min-max band), {cfg.steps} steps "
+    common.save(fig, path, f"Classic tokens (paper Figs. 6-7): {cfg.n_seeds} seeds (mean, min-max band), {cfg.steps} steps "
                  f"of batch {cfg.batch_size}; copy score {numbers['copy_score_init']['mean']:.2f} -> "
                  f"{numbers['copy_score_trained']['mean']:.2f} (1 = perfect copy, {1 / config.task.n_ctx:.1f} = none)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main() -> None:

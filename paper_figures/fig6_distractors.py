@@ -128,10 +128,7 @@ def draw(path, results, logs, configs):
            title="trained LSA vs one GD step", ylim=(min(0.9, float(np.min([r["model_cos"]["min"] for r in results])) - 0.02), 1.01))
     ax.legend(fontsize=8, loc="lower left")
     cfg = configs[0].train
-    fig.suptitle(f"Distractor labels: {cfg.n_seeds} seeds (mean, min-max band), {cfg.steps} steps of batch {cfg.batch_size}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    common.save(fig, path, f"Distractor labels: {cfg.n_seeds} seeds (mean, min-max band), {cfg.steps} steps of batch {cfg.batch_size}")
 
 
 def main() -> None:
