@@ -163,13 +163,15 @@ def bench_seeds(args) -> list[dict]:
     rows = []
     for batch in (args.batch, args.batch // 8):
         base = None
-        for n_seeds in args.seeds:
-            fn, fn_args = ours_chunk(configure(1, False, n_seeds=n_seeds, batch=batch), args.steps)
+        # every seed in one vmap, then (train.seed_group) groups of 4 seeds run one after another
+        variants = [(n, 0) for n in args.seeds] + [(n, 4) for n in args.seeds if n > 4]
+        for n_seeds, group in variants:
+            fn, fn_args = ours_chunk(configure(1, False, n_seeds=n_seeds, batch=batch, **{"train.seed_group": group}), args.steps)
             _, rate = best_rate(fn, *fn_args, n_items=args.steps, repeats=args.repeats)
             base = base or rate
-            rows.append({"batch_per_seed": batch, "n_seeds": n_seeds, "steps_per_s": round(rate, 1),
+            rows.append({"batch_per_seed": batch, "n_seeds": n_seeds, "seed_group": group, "steps_per_s": round(rate, 1),
                          "seed_steps_per_s": round(rate * n_seeds, 1), "speedup_vs_sequential": round(rate * n_seeds / base, 3)})
-            print(f"seeds={n_seeds} batch/seed={batch}: {rows[-1]['seed_steps_per_s']} seed-steps/s "
+            print(f"seeds={n_seeds} group={group or n_seeds} batch/seed={batch}: {rows[-1]['seed_steps_per_s']} seed-steps/s "
                   f"({rows[-1]['speedup_vs_sequential']}x sequential)", flush=True)
     return rows
 

@@ -66,6 +66,10 @@ class TrainConfig:
       fast_sampling: draw tasks with JAX's non-partitionable threefry, ~2x faster on CPU but a
         different random stream than the default (same on any device count either way); on several
         devices every device then draws the whole batch, so keep it for single-device runs.
+      seed_group: 0 = every seed in one vmap (default); g > 0 = vmap over groups of g seeds and
+        run the groups one after another (lax.map) inside the step. Same numbers; on a memory-bound
+        CPU many seeds at a large batch run faster in groups (benchmarks/bench_train.py). Needs
+        seed_parallel = 1 and n_seeds divisible by g.
     """
 
     steps: int = 5000
@@ -81,6 +85,7 @@ class TrainConfig:
     data_parallel: int = 1
     seed_parallel: int = 1
     fast_sampling: bool = False
+    seed_group: int = 0
 
     def __post_init__(self):
         names = ("steps", "batch_size", "n_seeds", "eval_every", "eval_tasks", "ckpt_every", "final_eval_tasks", "seed_parallel")
@@ -95,6 +100,12 @@ class TrainConfig:
             raise ValueError(f"train: batch_size ({self.batch_size}) must be divisible by data_parallel ({self.data_parallel})")
         if self.n_seeds % self.seed_parallel:
             raise ValueError(f"train: n_seeds ({self.n_seeds}) must be divisible by seed_parallel ({self.seed_parallel})")
+        if not isinstance(self.seed_group, int) or isinstance(self.seed_group, bool) or self.seed_group < 0:
+            raise ValueError(f"train: seed_group must be an integer >= 0, got {self.seed_group!r}")
+        if self.seed_group and (self.n_seeds % self.seed_group or self.seed_parallel != 1):
+            raise ValueError(
+                f"train: seed_group ({self.seed_group}) must divide n_seeds ({self.n_seeds}) and needs seed_parallel = 1"
+            )
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"train: dtype must be 'float32' or 'float64', got {self.dtype!r}")
 

@@ -191,6 +191,9 @@ class Trainer:
         """n_steps steps from `start` for every seed: returns params, opt_state, losses [n_steps, S]."""
         self.trace_count += 1
         step_all = jax.vmap(self._step_one, in_axes=(0, 0, 0, None), spmd_axis_name="seeds")
+        group = self.config.train.seed_group
+        if group and group < self.config.train.n_seeds:
+            step_all = _grouped(jax.vmap(self._step_one, in_axes=(0, 0, 0, None)), group)
 
         def body(carry, step):
             params, opt_state = carry
@@ -213,6 +216,19 @@ class Trainer:
         out = jax.device_get(self._eval(params, batch, lr))
         out["gd_loss"] = out.pop("loss_other")
         return out
+
+
+def _grouped(step_group, group: int):
+    """step_group over [S] state as S/g groups of g seeds run one after another (lax.map)."""
+
+    def step_all(params, opt_state, keys, step):
+        split = lambda t: t.reshape((-1, group) + t.shape[1:])  # noqa: E731  [S, ...] -> [S/g, g, ...]
+        merge = lambda t: t.reshape((-1,) + t.shape[2:])  # noqa: E731
+        state = jax.tree.map(split, (params, opt_state, keys))
+        params, opt_state, loss = jax.lax.map(lambda s: step_group(*s, step), state)
+        return jax.tree.map(merge, params), jax.tree.map(merge, opt_state), merge(loss)
+
+    return step_all
 
 
 def final_table(config: ExperimentConfig, params: dict, against, n_tasks: int) -> dict:

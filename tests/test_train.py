@@ -91,6 +91,20 @@ def test_vmapped_seeds_equal_single_runs():
     assert not np.allclose(losses[:, 0], losses[:, 1])  # the seeds really differ
 
 
+def test_seed_groups_equal_one_vmap():
+    """train.seed_group runs the seeds in groups (lax.map over vmaps): the same numbers."""
+    runs = []
+    for group in (0, 2):
+        trainer = train.Trainer(tiny(n_seeds=4, seed=3, seed_group=group))
+        params, opt_state = trainer.init()
+        runs.append(trainer.train_chunk(params, opt_state, train.data_keys(trainer.config), 0, 12))
+    (p_all, _, l_all), (p_grouped, _, l_grouped) = runs
+    np.testing.assert_allclose(l_grouped, l_all, rtol=1e-10)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12), p_grouped, p_all)
+    with pytest.raises(ValueError, match="seed_group .3. must divide n_seeds .4."):
+        tiny(n_seeds=4, seed_group=3)
+
+
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
     config = apply_overrides(tiny(steps=200, eval_every=10, ckpt_every=10), ["optim.name=sgd", "optim.lr=1e6", "optim.grad_clip=0"])
     with pytest.raises(train.TrainingDiverged, match=r"non-finite loss at step \d+ .*last good checkpoint is step \d+"):
