@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from icl import solvers
+from icl.tasks.base import check_context
 
 Predictor = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
@@ -54,12 +55,9 @@ class ImplicitFit(NamedTuple):
 
 def _check_probes(x_ctx, y_ctx, probe_queries) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Validated (x_ctx [B, N, d], y_ctx [B, N], probes [B, M, d]); [M, d] probes are shared."""
-    x_ctx, y_ctx, probes = jnp.asarray(x_ctx), jnp.asarray(y_ctx), jnp.asarray(probe_queries)
-    if x_ctx.ndim != 3:
-        raise ValueError(f"x_ctx must be [batch, n_ctx, d], got shape {x_ctx.shape}")
-    b, n, d = x_ctx.shape
-    if y_ctx.shape != (b, n):
-        raise ValueError(f"y_ctx must be [batch, n_ctx] = {(b, n)} to match x_ctx {x_ctx.shape}, got {y_ctx.shape}")
+    x_ctx, y_ctx = check_context(x_ctx, y_ctx)
+    probes = jnp.asarray(probe_queries)
+    b, _, d = x_ctx.shape
     if probes.ndim == 2:
         probes = jnp.broadcast_to(probes[None], (b, *probes.shape))  # the same probes for every context
     if probes.ndim != 3 or probes.shape[0] != b or probes.shape[2] != d:

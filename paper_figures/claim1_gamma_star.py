@@ -29,7 +29,6 @@ noiseless form by ~15 %), 5 seeds of one LSA layer are trained through icl.train
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import jax
 import jax.numpy as jnp
@@ -134,22 +133,10 @@ def piece_steps(config: ExperimentConfig) -> list[int]:
 
 def distance_curve(config: ExperimentConfig, args) -> dict:
     """Train in pieces; the distance of every seed's Gamma to Gamma* at each (cached in the run dir)."""
-    run_dir = args.out / "runs" / config.name
-    path = run_dir / "claim1_pieces.json"
-    pieces = json.loads(path.read_text()) if path.exists() else {}
-    for step in piece_steps(config):
-        if str(step) in pieces:
-            continue
-        train.train(config, run_dir, until_step=step, progress=False, echo=lambda *_: None)
-        try:
-            _, params, _ = train.load_params(run_dir, config, step=step)
-        except Exception as error:  # noqa: BLE001  (a run finished earlier keeps only its last checkpoints)
-            print(f"  step {step}: no checkpoint to read ({type(error).__name__}); skipped")
-            continue
-        pieces[str(step)] = [relative_distance(g, solvers.gamma_star(config.task.input_covariance, N_CTX,
-                                                                      config.task.noise_std, config.task.weight_std))
-                             for g in gammas(config, params)]
-        path.write_text(json.dumps(pieces))
+    task = config.task
+    star = solvers.gamma_star(task.input_covariance, N_CTX, task.noise_std, task.weight_std)
+    measure = lambda step, params: [relative_distance(g, star) for g in gammas(config, params)]  # noqa: E731
+    pieces = common.train_in_pieces(config, args, piece_steps(config), measure, "claim1_pieces.json")
     steps = sorted(int(s) for s in pieces)
     return {"steps": steps, "distance": [pieces[str(s)] for s in steps]}
 

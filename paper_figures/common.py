@@ -56,6 +56,32 @@ def run(config: ExperimentConfig, args: argparse.Namespace) -> tuple[dict, dict]
     return summary, params
 
 
+def train_in_pieces(config: ExperimentConfig, args: argparse.Namespace, steps, measure, cache: str, init=None) -> dict:
+    """Train `config` in pieces (`train.train(..., until_step=s)` for each s of `steps`) and record
+    `measure(step, params)` (JSON-able) at each; returns {str(step): measurement}, cached in
+    <run dir>/<cache> so reruns skip measured steps. Step 0 uses `init()` (skipped when None).
+    A finished run keeps only its last checkpoints: steps it can no longer read are skipped."""
+    run_dir = args.out / "runs" / config.name
+    path = run_dir / cache
+    pieces = json.loads(path.read_text()) if path.exists() else {}
+    for step in steps:
+        if str(step) in pieces or (step == 0 and init is None):
+            continue
+        if step == 0:
+            params = init()
+        else:
+            train.train(config, run_dir, until_step=step, progress=False, echo=lambda *_: None)
+            try:
+                _, params, _ = train.load_params(run_dir, config, step=step)
+            except Exception as error:  # noqa: BLE001  (the checkpoint of that step is gone)
+                print(f"  step {step}: no checkpoint to read ({type(error).__name__}); skipped")
+                continue
+        pieces[str(step)] = measure(step, params)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(pieces))
+    return pieces
+
+
 def save(fig, path: Path, title: str) -> None:
     """Title, tight layout, write the PNG at 100 dpi and free the figure."""
     fig.suptitle(title)

@@ -20,7 +20,6 @@ trained in pieces (train.train(..., until_step=s)), and the pieces' results are 
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import jax
 import jax.numpy as jnp
@@ -82,32 +81,20 @@ def interpolated_params(config: ExperimentConfig, params: dict, eta: float) -> d
 
 def evaluate_pieces(config: ExperimentConfig, args, trainer: train.Trainer, batch, eta: float) -> dict:
     """Train in pieces; at each piece the model and the interpolated model vs GD on `batch`."""
-    run_dir = args.out / "runs" / config.name
-    path = run_dir / "fig1_pieces.json"
-    pieces = json.loads(path.read_text()) if path.exists() else {}
-    for step in piece_steps(config):
-        if str(step) in pieces:
-            continue
-        if step == 0:
-            params = stacked_init(config)
-        else:
-            train.train(config, run_dir, until_step=step, progress=False, echo=lambda *_: None)
-            try:
-                _, params, _ = train.load_params(run_dir, config, step=step)
-            except Exception as error:  # noqa: BLE001  (a finished run no longer has this checkpoint)
-                print(f"  step {step}: no checkpoint to evaluate ({type(error).__name__}); skipped")
-                continue
+
+    def measure(step: int, params) -> dict:
         model = trainer.evaluate(params, batch, eta)
         mid = trainer.evaluate(interpolated_params(config, params, eta), batch, eta)
-        pieces[str(step)] = {
+        print(f"  step {step}: model {np.mean(model['loss']):.4f}  interpolated {np.mean(mid['loss']):.4f}  "
+              f"GD {float(model['gd_loss'][0]):.4f}", flush=True)
+        return {
             "model_loss": model["loss"].tolist(), "gd_loss": float(model["gd_loss"][0]),
             "interp_loss": mid["loss"].tolist(), "interp_model_cos": mid["model_cos"].tolist(),
             "model_cos": model["model_cos"].tolist(),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(pieces))
-        print(f"  step {step}: model {np.mean(model['loss']):.4f}  interpolated {np.mean(mid['loss']):.4f}  "
-              f"GD {float(model['gd_loss'][0]):.4f}", flush=True)
+
+    pieces = common.train_in_pieces(config, args, piece_steps(config), measure, "fig1_pieces.json",
+                                    init=lambda: stacked_init(config))
     steps = sorted(int(s) for s in pieces)
     return {
         "steps": steps,

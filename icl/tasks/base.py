@@ -137,14 +137,22 @@ def check_non_negative(owner: str, **values: float) -> None:
             raise ValueError(f"{owner}: {field_name} must be a number >= 0, got {value!r}")
 
 
-def check_inputs(x_ctx, y_ctx, x_query, d: int | None = None):
-    """Validate solver/model inputs; returns (x_ctx, y_ctx, x_query [B, M, d], squeeze)."""
-    x_ctx, y_ctx, x_query = jnp.asarray(x_ctx), jnp.asarray(y_ctx), jnp.asarray(x_query)
+def check_context(x_ctx, y_ctx) -> tuple[jax.Array, jax.Array]:
+    """Validate a context: x_ctx [B, N, d] and y_ctx [B, N] as arrays."""
+    x_ctx, y_ctx = jnp.asarray(x_ctx), jnp.asarray(y_ctx)
     if x_ctx.ndim != 3:
         raise ValueError(f"x_ctx must be [batch, n_ctx, d], got shape {x_ctx.shape}")
-    b, n, dim = x_ctx.shape
+    b, n, _ = x_ctx.shape
     if y_ctx.shape != (b, n):
         raise ValueError(f"y_ctx must be [batch, n_ctx] = {(b, n)} to match x_ctx {x_ctx.shape}, got {y_ctx.shape}")
+    return x_ctx, y_ctx
+
+
+def check_inputs(x_ctx, y_ctx, x_query, d: int | None = None):
+    """Validate solver/model inputs; returns (x_ctx, y_ctx, x_query [B, M, d], squeeze)."""
+    x_ctx, y_ctx = check_context(x_ctx, y_ctx)
+    x_query = jnp.asarray(x_query)
+    b, _, dim = x_ctx.shape
     squeeze = x_query.ndim == 2
     if squeeze:
         x_query = x_query[:, None, :]
