@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -58,22 +59,23 @@ def format_table(summary: dict) -> str:
 
 
 def cmd_train(args) -> int:
-    from icl import plots, train  # noqa: PLC0415
+    from icl import distributed, plots, train  # noqa: PLC0415
 
     if args.distributed or os.environ.get("ICL_DISTRIBUTED") == "1":
-        import jax  # noqa: PLC0415
-
-        jax.distributed.initialize()  # reads the cluster (SLURM, TPU pod, JAX_COORDINATOR_ADDRESS ...)
+        distributed.initialize()  # JAX_COORDINATOR_ADDRESS / _NUM_PROCESSES / _PROCESS_ID, SLURM, TPU pod
+    say = print if distributed.is_main() else (lambda *a, **k: None)  # noqa: E731  one process prints
     config = _experiment(args.experiment, args.set)
     run_dir = Path(args.out) if args.out else default_run_dir(config)
-    print(f"experiment {config.name} -> {run_dir}")
+    say(f"experiment {config.name} -> {run_dir}")
     try:
-        summary = train.train(config, run_dir, until_step=args.until_step, progress=not args.no_progress)
+        summary = train.train(config, run_dir, until_step=args.until_step, progress=not args.no_progress, echo=say)
     except train.TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
     if "stopped_at" in summary:
-        print(f"stopped at step {summary['stopped_at']}; run the same command again to resume")
+        say(f"stopped at step {summary['stopped_at']}; run the same command again to resume")
+        return 0
+    if not distributed.is_main():
         return 0
     figure = plots.plot_run(run_dir)
     print(format_table(summary))
@@ -140,6 +142,16 @@ def cmd_verify(args) -> int:
     return 0 if worst <= 1e-10 else 1
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="icl", description="Transformers learn in-context by gradient descent: train, compare, verify.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -147,14 +159,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("experiment", nargs="?", help="experiment name (see `icl list`)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.n_layers=2, train.steps=1000, task=sine")
     t.add_argument("--out", help="run directory (default runs/<experiment>-<config hash>)")
-    t.add_argument("--until-step", type=int, help="stop at this step with a checkpoint (resume later)")
+    t.add_argument("--until-step", type=_positive_int, help="stop at this step with a checkpoint (resume later)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--distributed", action="store_true", help="multi-host: call jax.distributed.initialize() first (or set ICL_DISTRIBUTED=1)")
     t.set_defaults(func=cmd_train)
     c = sub.add_parser("compare", help="compare a trained run with solvers on held-out tasks")
     c.add_argument("run_dir")
     c.add_argument("--against", default="gd,least_squares", help="comma-separated solvers (see `icl list`)")
-    c.add_argument("--tasks", type=int, default=10000, help="number of held-out tasks")
+    c.add_argument("--tasks", type=_positive_int, default=10000, help="number of held-out tasks")
     c.set_defaults(func=cmd_compare)
     pl = sub.add_parser("plot", help="redraw a run's figure from its log")
     pl.add_argument("run_dir")
@@ -166,12 +178,36 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def main(argv=None) -> int:
+    """Exit codes: 0 done (or stopped with a checkpoint at --until-step), 2 bad input or a file
+    system / memory error (one line on stderr), 3 training diverged, 130 interrupted (Ctrl-C, after
+    checkpointing), 143 SIGTERM (after checkpointing)."""
     args = parser().parse_args(argv)
+    for name in ("absl", "asyncio"):  # orbax's background threads log tracebacks there; we say it in one line
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # full disk, read-only file system, permissions
+        print(f"error: {_one_line(error)} (the run directory keeps its last complete checkpoint)", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of host memory; lower train.batch_size, train.eval_tasks or train.n_seeds", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # noqa: BLE001  XLA's out-of-memory is a RuntimeError subclass
+        if "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        print(f"error: out of device memory ({_one_line(error)[:200]}); lower train.batch_size, train.eval_tasks "
+              "or train.n_seeds, or add devices (train.data_parallel)", file=sys.stderr)
         return 2
 
 

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from icl import solvers
+from icl.precision import highest
 from icl.tasks.base import Batch
 
 Predictor = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
@@ -43,6 +44,7 @@ def cosine(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.where(norms > 0, jnp.sum(a * b, axis=-1) / jnp.where(norms > 0, norms, 1.0), 0.0)
 
 
+@highest
 def compare(predict_a: Predictor, predict_b: Predictor, batch: Batch) -> dict[str, jax.Array]:
     """Losses of a and b and how alike they are on `batch` (definitions in the module docstring)."""
     y_a = predict_a(batch.x_ctx, batch.y_ctx, batch.x_query)  # [B, M]
@@ -124,6 +126,7 @@ def _public(value):
     return array.tolist()
 
 
+@highest
 def sweep(predictors: dict[str, Predictor], tasks_by_value: dict, key: jax.Array, n_tasks: int) -> dict:
     """loss of every predictor on `n_tasks` tasks of each task variant: {name: [loss per value]}.
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import typing
 from typing import Any
 
 from icl import tasks
 from icl.tasks.base import check_positive_int, default_baselines
 from icl.models import ModelConfig
+from icl.precision import PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +72,10 @@ class TrainConfig:
         run the groups one after another (lax.map) inside the step. Same numbers; on a memory-bound
         CPU many seeds at a large batch run faster in groups (benchmarks/bench_train.py). Needs
         seed_parallel = 1 and n_seeds divisible by g.
+      matmul_precision: the `jax.default_matmul_precision` the training step is traced under
+        (`icl.precision.PRECISIONS`). The default "highest" makes a float32 run float32 on every
+        backend; "default" takes the backend's fast mode (bfloat16 passes on TPU, TF32 on Ampere
+        and later GPUs; no change on CPU). Evaluations and the final table always run at "highest".
     """
 
     steps: int = 5000
@@ -86,6 +92,7 @@ class TrainConfig:
     seed_parallel: int = 1
     fast_sampling: bool = False
     seed_group: int = 0
+    matmul_precision: str = "highest"
 
     def __post_init__(self):
         names = ("steps", "batch_size", "n_seeds", "eval_every", "eval_tasks", "ckpt_every", "final_eval_tasks", "seed_parallel")
@@ -108,6 +115,8 @@ class TrainConfig:
             )
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"train: dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.matmul_precision not in PRECISIONS:
+            raise ValueError(f"train: matmul_precision must be one of {', '.join(PRECISIONS)}, got {self.matmul_precision!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,9 +131,12 @@ class ExperimentConfig:
     compare_against: tuple[str, ...] | None = None  # None: the task's baselines (see below)
 
     def __post_init__(self):
-        """`compare_against` (solver names or specs like "ridge(lam=0.1)") defaults to the task
+        """`name` becomes a directory name (runs/<name>-<hash>): letters, digits, `-`, `_`, `.`.
+        `compare_against` (solver names or specs like "ridge(lam=0.1)") defaults to the task
         family's baselines, `tasks.base.default_baselines(task)`: for the linear family without
         noise that is (gd, least_squares)."""
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name) or self.name.startswith("."):
+            raise ValueError(f"config: name must be letters, digits, '-', '_' or '.' (it names a directory), got {self.name!r}")
         if getattr(type(self.task), "family", None) not in tasks.names():
             raise ValueError(f"config: task must be a registered task family, got {self.task!r}")
         from icl import solvers  # noqa: PLC0415  (solvers import nothing from here)

@@ -12,6 +12,8 @@ Since the context slots keep the residuals (minus w0's part), K identical layers
 A GD++ layer also maps every x to `(I - gamma X^T X) x` (see `solvers.gd_plus_plus`).
 
 The model stores row-convention weights: query = W_Q^T, key = W_K^T, value = W_V^T, out = P^T.
+The models are `ConstructedLSA`s: their forward pass runs at "highest" matmul precision on
+every backend, also inside the caller's jit (`icl.precision`).
 """
 
 from __future__ import annotations
@@ -21,12 +23,19 @@ import numpy as np
 from flax import nnx
 
 from icl.models.lsa import LSATransformer, ModelConfig
+from icl.precision import highest
 
 
-def _lsa_model(d: int, layers: int, w_q, w_k, w_v, p, w0, dtype) -> LSATransformer:
+class ConstructedLSA(LSATransformer):
+    """An LSA transformer whose forward pass runs at "highest" matmul precision (`icl.precision`)."""
+
+    layer_predictions = highest(LSATransformer.layer_predictions)
+
+
+def _lsa_model(d: int, layers: int, w_q, w_k, w_v, p, w0, dtype) -> ConstructedLSA:
     """A linear, 1-head, key-size d+1 LSA model whose every layer has the given column weights."""
     config = ModelConfig(n_layers=layers, shared=False, n_heads=1, key_size=d + 1, attention="linear")
-    model = LSATransformer(config, d, rngs=nnx.Rngs(0))
+    model = ConstructedLSA(config, d, rngs=nnx.Rngs(0))
     for layer in model.layers:
         layer.query[...] = jnp.asarray(w_q.T[None], dtype)
         layer.key[...] = jnp.asarray(w_k.T[None], dtype)
@@ -57,7 +66,7 @@ def _check(d, n_ctx, layers):
             raise ValueError(f"construction: {name} must be an integer >= 1, got {value!r}")
 
 
-def gd_model(d: int, n_ctx: int, lr: float, layers: int = 1, w0=None, dtype=jnp.float32) -> LSATransformer:
+def gd_model(d: int, n_ctx: int, lr: float, layers: int = 1, w0=None, dtype=jnp.float32) -> ConstructedLSA:
     """An LSA model computing `layers` GD steps with rate lr (paper convention) from w0 [d]."""
     _check(d, n_ctx, layers)
     if w0 is not None and np.shape(w0) != (d,):
@@ -68,7 +77,7 @@ def gd_model(d: int, n_ctx: int, lr: float, layers: int = 1, w0=None, dtype=jnp.
 
 def gd_plus_plus_model(
     d: int, n_ctx: int, lr: float, gamma: float, layers: int = 1, dtype=jnp.float32
-) -> LSATransformer:
+) -> ConstructedLSA:
     """An LSA model computing `layers` GD++ steps (see `solvers.gd_plus_plus`)."""
     _check(d, n_ctx, layers)
     blocks = _blocks(d, None, x_value=1.0, x_out=-gamma, y_out=lr / n_ctx)

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from icl import solvers
+from icl.precision import highest
 from icl.tasks.base import check_context
 
 Predictor = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
@@ -68,6 +69,7 @@ def _check_probes(x_ctx, y_ctx, probe_queries) -> tuple[jax.Array, jax.Array, ja
     return x_ctx, y_ctx, probes
 
 
+@highest
 def implicit_fit(predict: Predictor, x_ctx, y_ctx, probe_queries, fit_intercept: bool = False) -> ImplicitFit:
     """Predict the probes with `predict` and fit w_hat (and b_hat) by least squares; see the module
     docstring. probe_queries: [M, d] (shared) or [B, M, d]; needs M >= d (M >= d + 1 with

@@ -14,7 +14,9 @@ A run directory holds `config.json`, `log.jsonl` (one line per evaluation), `che
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import os
 import platform
@@ -30,22 +32,19 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from icl import compare, models, solvers
+from icl import compare, models, rundir, solvers
+from icl.rundir import CheckpointMismatch
+from icl.distributed import to_host
 from icl.config import ExperimentConfig, OptimConfig
 
-LOG = "log.jsonl"
-SUMMARY = "summary.json"
-CONFIG = "config.json"
+LOG, SUMMARY, CONFIG = rundir.LOG, rundir.SUMMARY, rundir.CONFIG
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became non-finite; the last good checkpoint is kept."""
-
-
-class CheckpointMismatch(ValueError):
-    """A run directory's checkpoint or config does not match the requested config."""
 
 
 def build_optimizer(config: OptimConfig, total_steps: int) -> optax.GradientTransformation:
@@ -112,10 +111,13 @@ def heldout_key(config: ExperimentConfig, purpose: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(config.train.eval_seed), purpose)
 
 
-def make_mesh(config: ExperimentConfig) -> Mesh:
-    """A (seeds, data) device mesh for the run, with a clear error if the devices are too few."""
+def make_mesh(config: ExperimentConfig, devices=None) -> Mesh:
+    """A (seeds, data) device mesh for the run, with a clear error if the devices are too few.
+
+    `devices`: the devices to lay the mesh on (default `jax.devices()`, every process's); `icl aot`
+    passes the devices of a hardware target description instead."""
     cfg = config.train
-    devices = jax.devices()
+    devices = jax.devices() if devices is None else list(devices)
     data = cfg.data_parallel or max(len(devices) // cfg.seed_parallel, 1)
     if cfg.seed_parallel * data > len(devices):
         raise ValueError(
@@ -139,21 +141,23 @@ class Trainer:
     all-reduce is inserted by XLA. On one device all of this is a no-op.
     """
 
-    def __init__(self, config: ExperimentConfig):
+    def __init__(self, config: ExperimentConfig, devices=None):
         self.config = config
         self.spec = model_spec(config)
         self.optimizer = build_optimizer(config.optim, config.train.steps)
-        self.mesh = make_mesh(config)
+        self.mesh = make_mesh(config, devices)
         self.state_sharding = NamedSharding(self.mesh, P("seeds"))
         self.batch_sharding = NamedSharding(self.mesh, P("data"))  # per seed, inside the vmap
         self.replicated = NamedSharding(self.mesh, P())
         self.trace_count = 0  # how often the train chunk was traced (compiled): guards retracing
         self.on_batch_sharding = None  # test hook: called with the batch's sharding at trace time
+        from icl.precision import highest, traced_at  # noqa: PLC0415  (icl.precision: the policy)
+
         self._chunk = jax.jit(
-            self._train_chunk, static_argnums=3,
+            traced_at(config.train.matmul_precision, self._train_chunk), static_argnums=3,
             out_shardings=(self.state_sharding, self.state_sharding, self.replicated),
         )
-        self._eval = jax.jit(jax.vmap(self._eval_one, in_axes=(0, None, None)), out_shardings=self.replicated)
+        self._eval = jax.jit(highest(jax.vmap(self._eval_one, in_axes=(0, None, None))), out_shardings=self.replicated)
 
     # -- state ---------------------------------------------------------------------------------
     def shard(self, tree):
@@ -166,7 +170,9 @@ class Trainer:
         return params, self.shard(jax.vmap(self.optimizer.init)(params))
 
     def keys(self) -> jax.Array:
-        return self.shard(data_keys(self.config))
+        """[S] data keys, made on the mesh (a typed key array cannot be `device_put` onto devices
+        of other processes; a jitted function can create it there)."""
+        return jax.jit(lambda: data_keys(self.config), out_shardings=self.state_sharding)()
 
     # -- training ------------------------------------------------------------------------------
     def loss(self, params: dict, batch) -> jax.Array:
@@ -239,80 +245,22 @@ def final_table(config: ExperimentConfig, params: dict, against, n_tasks: int) -
     """
     spec = model_spec(config)
     batch = config.task.sample(heldout_key(config, 1), n_tasks)
-    model_loss = jax.jit(jax.vmap(lambda p, b: compare.loss(spec.model(p)(b), b.y_query), in_axes=(0, None)))
-    out: dict[str, Any] = {"n_tasks": n_tasks, "model": {"loss": np.asarray(model_loss(params, batch)).tolist()}}
+    from icl.precision import highest  # noqa: PLC0415
+
+    model_loss = jax.jit(highest(jax.vmap(lambda p, b: compare.loss(spec.model(p)(b), b.y_query), in_axes=(0, None))))
+    out: dict[str, Any] = {"n_tasks": n_tasks, "model": {"loss": to_host(model_loss(params, batch)).tolist()}}
     out["zero_loss"] = float(compare.loss(jnp.zeros_like(batch.y_query), batch.y_query))
     out["solvers"] = {}
     for name in against:
         predict, hparams = compare.solver_predictor(name, config.task, heldout_key(config, 2))
-        metrics = jax.jit(jax.vmap(lambda p, b: compare.compare(spec.predictor(p), predict, b), in_axes=(0, None)))
-        values = jax.device_get(metrics(params, batch))
+        metrics = jax.jit(highest(jax.vmap(lambda p, b: compare.compare(spec.predictor(p), predict, b), in_axes=(0, None))))
+        values = to_host(metrics(params, batch))
         out["solvers"][name] = {
             "loss": float(values["loss_other"][0]),
             "hparams": hparams,
             **{k: values[k].tolist() for k in ("preds_diff", "model_cos", "model_diff")},
         }
     return out
-
-
-# -- checkpoints --------------------------------------------------------------------------------
-def _manager(run_dir: Path) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(
-        (run_dir / "checkpoints").absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),
-        item_handlers=ocp.StandardCheckpointHandler(),
-    )
-
-
-def _shapes(tree) -> dict[str, tuple]:
-    """{"layers/0/key": shape, ...} for a tree of arrays or of orbax array metadata."""
-    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {"/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): tuple(leaf.shape) for path, leaf in flat}
-
-
-def _check_compatible(manager: ocp.CheckpointManager, step: int, params: dict) -> None:
-    """Refuse a checkpoint whose parameter tree or shapes differ from what the config builds."""
-    saved, wanted = _shapes(manager.item_metadata(step)["params"]), _shapes(params)
-    problems = [f"{k}: checkpoint {saved.get(k)} vs config {v}" for k, v in wanted.items() if saved.get(k) != v]
-    problems += [f"{k}: in the checkpoint, not in the config" for k in saved if k not in wanted]
-    if problems:
-        raise CheckpointMismatch(
-            f"checkpoint at step {step} in {manager.directory} does not match the config "
-            f"({len(problems)} differences; first: {'; '.join(problems[:3])}). "
-            "Use a new --out directory, or the config the run was made with."
-        )
-
-
-def _field_defaults(section: str, config: ExperimentConfig) -> dict:
-    """The JSON form of a section's field defaults (what an older run, saved before a field
-    existed, implicitly used)."""
-    obj = getattr(config, section)
-    defaults = {f.name: f.default for f in dataclasses.fields(obj) if f.default is not dataclasses.MISSING}
-    return json.loads(json.dumps(defaults, default=list))
-
-
-def _check_config(run_dir: Path, config: ExperimentConfig) -> None:
-    """A run directory belongs to one config (train.steps may grow to extend a run). A field the
-    saved config lacks (added to the code later) counts as its default."""
-    path = run_dir / CONFIG
-    if not path.exists():
-        return
-    saved = json.loads(path.read_text())
-    now = json.loads(config.to_json())  # the JSON form, so tuple fields compare equal to the saved lists
-    saved["train"]["steps"] = now["train"]["steps"]
-    diff = []
-    for section, values in now.items():
-        if not isinstance(values, dict):
-            if values != saved.get(section):
-                diff.append(section)
-            continue
-        old = {**_field_defaults(section, config), **saved.get(section, {})}
-        diff += [f"{section}.{k}" for k in sorted(set(values) | set(old)) if values.get(k) != old.get(k)]
-    if diff:
-        raise CheckpointMismatch(
-            f"{run_dir} holds a run with another config (differs in: {', '.join(diff)}). "
-            "Use a new --out directory to start a new run."
-        )
 
 
 # -- the loop -----------------------------------------------------------------------------------
@@ -326,26 +274,81 @@ def _devices() -> list[str]:
     return [str(d) for d in jax.devices()]
 
 
-class _StopFlag:
-    """Turns SIGTERM into a request to checkpoint and stop at the end of the current chunk."""
+class _Interrupts:
+    """SIGTERM and the first Ctrl-C ask the loop to checkpoint and stop at the end of the current
+    chunk. A second Ctrl-C aborts at once (the last checkpoint stays), except while a checkpoint is
+    being written: then it is deferred until the write has finished, so a save is never cut."""
 
-    def __init__(self):
-        self.requested = False
+    def __init__(self, echo):
+        self.echo, self.requested, self.saving, self.abort = echo, None, False, False
 
     def __enter__(self):
-        self._old = signal.getsignal(signal.SIGTERM)
-        try:
-            signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread
-            self._old = None
+        self._old = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
         return self
 
-    def _handle(self, *_):
-        self.requested = True
+    def _handle(self, sig, _frame):
+        if self.requested is None:
+            self.requested = sig
+            if sig == signal.SIGINT:
+                self.echo("\ninterrupt: checkpointing at the end of this chunk (Ctrl-C again to stop without it)")
+        elif sig == signal.SIGINT:
+            if self.saving:
+                self.abort = True
+            else:
+                raise KeyboardInterrupt
 
     def __exit__(self, *_):
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class _Stopped(Exception):
+    """The loop stopped on a signal after checkpointing."""
+
+
+def _first_nonfinite(losses: np.ndarray, metrics: dict) -> tuple[str, int] | None:
+    """(what, seed index) of the first non-finite training or held-out loss in a chunk."""
+    for what, values in (("training loss", losses), ("held-out loss", np.asarray(metrics["loss"]))):
+        bad = np.argwhere(~np.isfinite(np.atleast_1d(values)))
+        if len(bad):
+            return what, int(bad[0][-1])
+    return None
+
+
+def _open_log(run_dir: Path, start: int, main_process: bool, echo) -> tuple[Any, float]:
+    """The log opened for appending after `start`, and the wall time the run had spent up to it.
+    Records after `start` (written before a kill that lost their checkpoint) are dropped, since
+    the resumed run writes them again; a log missing records up to `start` gets a `log_gap` event."""
+    if not main_process:
+        return open(os.devnull, "a"), 0.0
+    path = run_dir / rundir.LOG
+    if start == 0:
+        path.unlink(missing_ok=True)  # a start that failed before its first checkpoint
+        return open(path, "a"), 0.0
+    records = [r for r in rundir.read_log(run_dir) if r.get("step", 0) <= start]
+    logged_step, wall = rundir.last_logged(records)
+    if logged_step < start:
+        records.append({"event": "log_gap", "from_step": logged_step, "to_step": start})
+        echo(f"warning: {path} has no records from step {logged_step} to {start} (deleted or cut); the gap is marked in it")
+    records.append({"event": "resumed", "step": start})
+    rundir.write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+    return open(path, "a"), wall
+
+
+def _finished_summary(run_dir: Path, config: ExperimentConfig, step: int) -> dict | None:
+    """The summary of a run finished at `step`, if it exists and was made for this config's table."""
+    path = run_dir / rundir.SUMMARY
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    same_table = (summary.get("steps") == step and summary.get("n_tasks") == config.train.final_eval_tasks
+                  and list(summary.get("solvers", {})) == list(config.compare_against))
+    return summary if same_table else None
 
 
 def train(
@@ -358,35 +361,58 @@ def train(
 ) -> dict:
     """Train (or resume) the run in `run_dir`; return its summary.
 
-    Resumes from the latest checkpoint in `run_dir` if there is one (exactly: the result equals an
+    Resumes from the newest readable checkpoint in `run_dir` (exactly: the result equals an
     uninterrupted run's). `until_step` stops early at that step with a checkpoint (to train in
-    pieces). On a non-finite loss it raises `TrainingDiverged`, keeping the last good checkpoint;
-    on SIGTERM or Ctrl-C it checkpoints the last completed chunk first.
+    pieces). On a non-finite training or held-out loss it raises `TrainingDiverged`; the
+    checkpoints on disk are all of finite states. SIGTERM or Ctrl-C checkpoint the last completed
+    chunk and stop (SystemExit 143 / KeyboardInterrupt). What the directory promises:
+    `icl.rundir`.
     """
     if config.train.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     run_dir = Path(run_dir)
-    main_process = jax.process_index() == 0  # multi-host: one process writes the files
     run_dir.mkdir(parents=True, exist_ok=True)
-    _check_config(run_dir, config)
-    if main_process:
-        (run_dir / CONFIG).write_text(config.to_json())
+    main_process = jax.process_index() == 0  # multi-host: one process writes the files
+    with rundir.lock(run_dir) if main_process else contextlib.nullcontext():
+        return _train_locked(config, run_dir, until_step, progress, echo, main_process)
 
+
+def check_solvers(config: ExperimentConfig) -> None:
+    """Build every `compare_against` solver for the task and trace it on two tasks (no compute),
+    so that a bad spec fails before training instead of after it."""
+    batch = jax.eval_shape(lambda: config.task.sample(jax.random.key(0), 2))
+    for spec in config.compare_against:
+        try:
+            predict, _ = compare.solver_predictor(spec, config.task, heldout_key(config, 2))
+            jax.eval_shape(predict, batch.x_ctx, batch.y_ctx, batch.x_query)
+        except (TypeError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(f"compare_against: {spec!r} does not work on the {config.task.family} task: {first}") from None
+
+
+def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_process: bool) -> dict:
     cfg = config.train
-    trainer = Trainer(config)
+    check_solvers(config)
+    trainer = Trainer(config)  # a config the devices cannot run fails here, before anything is written
     params, opt_state = trainer.init()
-    manager = _manager(run_dir)
-    start = 0
-    if manager.latest_step() is not None:
-        start = manager.latest_step()
-        target = {"params": params, "opt_state": opt_state}
-        _check_compatible(manager, start, params)
-        restored = manager.restore(start, args=ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, target)))
+    has_checkpoint = any(p.name.isdigit() for p in (run_dir / "checkpoints").glob("*"))
+    rundir.check_config(run_dir, config, has_checkpoint)
+    manager, start, restored = rundir.restore_latest(run_dir, {"params": params, "opt_state": opt_state}, echo)
+    if restored is not None:
         params, opt_state = restored["params"], restored["opt_state"]
         echo(f"resuming {run_dir} from step {start}")
-    if start >= cfg.steps and (run_dir / SUMMARY).exists():  # finished: keep its summary
+    if start > cfg.steps:
         manager.close()
-        return json.loads((run_dir / SUMMARY).read_text())
+        raise CheckpointMismatch(
+            f"{run_dir} is at step {start}, beyond train.steps = {cfg.steps}; set train.steps >= {start}, or use a new --out"
+        )
+    if main_process:
+        rundir.write_atomic(run_dir / rundir.CONFIG, config.to_json())
+    if jax.process_count() > 1:  # no process reads the run directory before process 0 has written it
+        multihost_utils.sync_global_devices(f"icl: config of {run_dir}")
+    if start == cfg.steps and (summary := _finished_summary(run_dir, config, start)) is not None:
+        manager.close()  # finished: keep its summary
+        return summary
     end = cfg.steps if until_step is None else min(until_step, cfg.steps)
 
     echo(f"devices: {', '.join(_devices())} (backend {jax.default_backend()}, {jax.process_count()} process(es)); "
@@ -395,17 +421,29 @@ def train(
     eval_batch = config.task.sample(heldout_key(config, 0), cfg.eval_tasks)
     lr = solvers.optimal_gd_lr(config.task, heldout_key(config, 2))
     keys = trainer.keys()
-
-    def save(step, params, opt_state):
-        if manager.latest_step() != step:
-            manager.save(step, args=ocp.args.StandardSave({"params": params, "opt_state": opt_state}), force=True)
-            manager.wait_until_finished()
-
-    bar = _progress(progress, start, end)
+    bar = _progress(progress and main_process, start, end)
+    log, wall_before = _open_log(run_dir, start, main_process, echo)
     t0, steady_t0, steady_steps = time.perf_counter(), None, 0
     step = start
+
+    def save(stop):
+        if manager.latest_step() == step:
+            return
+        stop.saving = True
+        try:
+            manager.save(step, args=ocp.args.StandardSave({"params": params, "opt_state": opt_state}), force=True)
+            manager.wait_until_finished()
+        except Exception as error:  # orbax reports a full disk as ValueError("RESOURCE_EXHAUSTED ...")
+            if "No space left on device" in str(error) or "os_error_code='28'" in str(error):
+                raise OSError(errno.ENOSPC, f"No space left on device while writing checkpoint {step} "
+                              f"(latest complete: {manager.latest_step()})", str(run_dir)) from None
+            raise
+        stop.saving = False
+        if stop.abort:
+            raise KeyboardInterrupt
+
     try:
-        with _StopFlag() as stop, open(run_dir / LOG if main_process else os.devnull, "a") as log:
+        with _Interrupts(echo) as stop, log:
             if start == 0:  # the untrained model, for the curves
                 metrics = trainer.evaluate(params, eval_batch, lr)
                 log.write(json.dumps({"step": 0, **{k: np.asarray(v).tolist() for k, v in metrics.items()}}) + "\n")
@@ -413,70 +451,69 @@ def train(
                 n = min(cfg.eval_every - step % cfg.eval_every, end - step)
                 new_params, new_opt, losses = trainer.train_chunk(params, opt_state, keys, step, n)
                 losses = np.asarray(losses)  # [n, S]; the one host sync per chunk
-                if not np.all(np.isfinite(losses)):
-                    bad_step, bad_seed = np.argwhere(~np.isfinite(losses))[0]
-                    save(step, params, opt_state)
-                    message = (
-                        f"training diverged: non-finite loss at step {step + int(bad_step)} "
-                        f"(seed {seeds_of(config)[bad_seed]}); last good checkpoint is step {step} in "
-                        f"{run_dir / 'checkpoints'}. Try a lower optim.lr, optim.grad_clip or "
-                        "model.clip_activations."
+                metrics = trainer.evaluate(new_params, eval_batch, lr)
+                if (bad := _first_nonfinite(losses, metrics)) is not None:
+                    log.write(json.dumps({"event": "diverged", "after_step": step, "steps": n, "what": bad[0]}) + "\n")
+                    good = manager.latest_step()
+                    raise TrainingDiverged(
+                        f"training diverged: non-finite {bad[0]} within steps {step}-{step + n} "
+                        f"(seed {seeds_of(config)[bad[1]]}); "
+                        + (f"last good checkpoint is step {good} in {run_dir / 'checkpoints'}. " if good is not None else "no checkpoint was written. ")
+                        + "Try a lower optim.lr, optim.grad_clip or model.clip_activations."
                     )
-                    log.write(json.dumps({"event": "diverged", "step": step + int(bad_step)}) + "\n")
-                    raise TrainingDiverged(message)
                 params, opt_state, step = new_params, new_opt, step + n
                 if steady_t0 is None:
                     steady_t0 = time.perf_counter()  # after the first chunk: compilation excluded
                 else:
                     steady_steps += n
-                metrics = trainer.evaluate(params, eval_batch, lr)
                 record = {
                     "step": step,
                     "train_loss": losses.mean(0).tolist(),
                     **{k: np.asarray(v).tolist() for k, v in metrics.items()},
-                    "wall_s": round(time.perf_counter() - t0, 3),
+                    "wall_s": round(wall_before + time.perf_counter() - t0, 3),
                 }
                 log.write(json.dumps(record) + "\n")
                 log.flush()
-                if step % cfg.ckpt_every == 0 or step == end:
-                    save(step, params, opt_state)
+                if step % cfg.ckpt_every == 0 or step == end or stop.requested:
+                    save(stop)
                 bar.update(n)
                 rate = steady_steps / (time.perf_counter() - steady_t0) if steady_steps else float("nan")
                 bar.set_postfix(loss=f"{float(np.mean(metrics['loss'])):.4f}", gd=f"{float(np.mean(metrics['gd_loss'])):.4f}",
                                 cos=f"{float(np.mean(metrics['model_cos'])):.4f}", steps_s=f"{rate:.0f}")
-                if stop.requested:  # end the program, as SIGTERM asks, but with a checkpoint
-                    save(step, params, opt_state)
-                    echo(f"stopped by SIGTERM at step {step}; checkpoint saved")
-                    sys.stdout.flush()
-                    raise SystemExit(128 + signal.SIGTERM)
-    except KeyboardInterrupt:
-        save(step, params, opt_state)
-        echo(f"\ninterrupted at step {step}; checkpoint saved in {run_dir / 'checkpoints'}")
-        raise
+                if stop.requested:
+                    raise _Stopped(stop.requested)
+    except _Stopped as stopped:
+        sys.stdout.flush()
+        if stopped.args[0] == signal.SIGTERM:
+            echo(f"stopped by SIGTERM at step {step}; checkpoint saved")
+            raise SystemExit(128 + signal.SIGTERM) from None
+        echo(f"interrupted at step {step}; checkpoint saved in {run_dir / 'checkpoints'}")
+        raise KeyboardInterrupt from None
     finally:
         bar.close()
         manager.wait_until_finished()
         manager.close()
-    wall = time.perf_counter() - t0
+    wall = wall_before + time.perf_counter() - t0
     if step < cfg.steps:
         return {"stopped_at": step}
 
     table = final_table(config, params, config.compare_against, cfg.final_eval_tasks)
     summary = {
         "experiment": config.name,
-        "steps": cfg.steps,
+        "steps": step,
         "seeds": seeds_of(config),
         "eta": lr,
         "wall_s": round(wall, 2),
         "train_steps_per_s": round(steady_steps / (time.perf_counter() - steady_t0), 2) if steady_steps else None,
         "resumed_from": start or None,
+        "log_complete": main_process and not any(r.get("event") == "log_gap" for r in rundir.read_log(run_dir)),
         **table,
         "devices": _devices(),
         "versions": _versions(),
         "command": " ".join(sys.argv),
     }
     if main_process:
-        (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+        rundir.write_atomic(run_dir / rundir.SUMMARY, json.dumps(summary, indent=2))
     return summary
 
 
@@ -487,19 +524,26 @@ def seed_models(config: ExperimentConfig, params: dict) -> list[models.LSATransf
 
 
 def load_params(run_dir: str | Path, config: ExperimentConfig | None = None, step: int | None = None) -> tuple[ExperimentConfig, dict, int]:
-    """The config and the parameters (stacked over seeds) of a run directory's checkpoint."""
+    """The config and the parameters (stacked over seeds) of a run directory's checkpoint.
+
+    The parameters are loaded onto this process's first device, whatever mesh the run trained on
+    (a run of 8 devices or several processes loads on a laptop), in the run's dtype (a float64
+    run switches float64 on)."""
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).exists():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no {CONFIG})")
-    config = config or ExperimentConfig.from_dict(json.loads((run_dir / CONFIG).read_text()))
-    manager = _manager(run_dir)
+    if not (run_dir / rundir.CONFIG).exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no {rundir.CONFIG})")
+    config = config or ExperimentConfig.from_dict(json.loads((run_dir / rundir.CONFIG).read_text()))
+    if config.train.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    manager = rundir.manager(run_dir)
     step = manager.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet")
-    params, opt_state = Trainer(config).init()
+    one_device = dataclasses.replace(config.train, seed_parallel=1, data_parallel=1)
+    params, opt_state = Trainer(dataclasses.replace(config, train=one_device), jax.local_devices()[:1]).init()
     target = {"params": params, "opt_state": opt_state}
-    _check_compatible(manager, step, params)
-    restored = manager.restore(step, args=ocp.args.StandardRestore(jax.tree.map(ocp.utils.to_shape_dtype_struct, target)))
+    rundir.check_compatible(manager, step, params)
+    restored = rundir.restore(manager, step, target)
     manager.close()
     return config, restored["params"], step
 

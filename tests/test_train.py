@@ -105,13 +105,19 @@ def test_seed_groups_equal_one_vmap():
         tiny(n_seeds=4, seed_group=3)
 
 
-def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
-    config = apply_overrides(tiny(steps=200, eval_every=10, ckpt_every=10), ["optim.name=sgd", "optim.lr=1e6", "optim.grad_clip=0"])
-    with pytest.raises(train.TrainingDiverged, match=r"non-finite loss at step \d+ .*last good checkpoint is step \d+"):
+def test_divergence_stops_and_every_checkpoint_is_finite(tmp_path):
+    """SGD at lr 1e3: the held-out loss overflows at step 5 while the training loss is still
+    finite; the run stops there and its last checkpoint (step 4) has a finite held-out loss."""
+    config = apply_overrides(tiny(steps=200, eval_every=1, ckpt_every=2),
+                             ["optim.name=sgd", "optim.lr=1e3", "optim.grad_clip=0", "train.dtype=float32"])
+    with pytest.raises(train.TrainingDiverged, match=r"non-finite held-out loss within steps 4-5 .*last good checkpoint is step 4"):
         train.train(config, tmp_path, progress=False)
-    _, params, step = train.load_params(tmp_path)
-    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
-    assert step < 200
+    config, params, step = train.load_params(tmp_path)
+    assert step == 4
+    batch = config.task.sample(train.heldout_key(config, 0), config.train.eval_tasks)
+    assert np.isfinite(np.asarray(train.Trainer(config).evaluate(params, batch, 1.0)["loss"])).all()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert log[-1] == {"event": "diverged", "after_step": 4, "steps": 1, "what": "held-out loss"}
     assert cli.main(["train", "tiny", "--out", str(tmp_path / "cli"), "--no-progress", "--set", "optim.name=sgd",
                      "--set", "optim.lr=1e6", "--set", "optim.grad_clip=0"]) == 3
 
@@ -122,6 +128,7 @@ def test_checkpoint_that_does_not_match_is_refused(tmp_path):
     with pytest.raises(train.CheckpointMismatch, match="another config .*task.d"):
         train.train(wider, tmp_path / "a", progress=False)
     shutil.copytree(tmp_path / "a" / "checkpoints", tmp_path / "b" / "checkpoints")
+    (tmp_path / "b" / "config.json").write_text(wider.to_json())  # an edited config.json
     with pytest.raises(train.CheckpointMismatch, match=r"does not match the config .*\(1, 1, 4, 4\)"):
         train.train(wider, tmp_path / "b", progress=False)
 

@@ -6,7 +6,8 @@
 with some hyper-parameters fixed, `"ridge(lam=0.1)"` or `"knn(k=5)"`; `parse_spec` reads it, and
 experiment configs (`compare_against`) and task families (`baselines`) may use specs wherever
 they use names. `prefix_predictions` / `error_curve` evaluate any solver on every prefix of the
-context at once.
+context at once. Every solver runs its matrix products at "highest" precision on every backend
+(`icl.precision`).
 """
 
 from __future__ import annotations

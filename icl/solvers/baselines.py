@@ -28,6 +28,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from icl.precision import highest
 from icl.tasks.base import check_inputs
 
 
@@ -74,6 +75,7 @@ def soft_threshold(v: jax.Array, t) -> jax.Array:
     return jnp.sign(v) * jnp.maximum(jnp.abs(v) - t, 0.0)
 
 
+@highest
 @functools.partial(jax.jit, static_argnames=("steps", "method"))
 def lasso_weights(x_ctx, y_ctx, alpha, steps: int = 500, method: str = "fista") -> jax.Array:
     """argmin_w 1/2 ||X w - y||^2 + alpha ||w||_1 after `steps` proximal-gradient iterations: [B, d].
@@ -113,6 +115,7 @@ def lasso_weights(x_ctx, y_ctx, alpha, steps: int = 500, method: str = "fista") 
     return w
 
 
+@highest
 def lasso(x_ctx, y_ctx, x_query, alpha, steps: int = 500, method: str = "fista", mask=None) -> jax.Array:
     """Lasso, `w = argmin 1/2 ||X w - y||^2 + alpha ||w||_1` (see `lasso_weights`), then w . x_q."""
     _check_positive("lasso", alpha=alpha)
@@ -122,6 +125,7 @@ def lasso(x_ctx, y_ctx, x_query, alpha, steps: int = 500, method: str = "fista",
 
 
 # -- linear classification --------------------------------------------------------------------------
+@highest
 @functools.partial(jax.jit, static_argnames=("steps",))
 def logistic_weights(x_ctx, y_ctx, lam, steps: int = 25, mask=None) -> jax.Array:
     """argmin_w sum_i m_i log(1 + exp(-y_i w.x_i)) + lam/2 ||w||^2 by `steps` Newton steps: [B, d].
@@ -161,6 +165,7 @@ def logistic_weights(x_ctx, y_ctx, lam, steps: int = 25, mask=None) -> jax.Array
     return jax.lax.fori_loop(0, steps, newton_step, jnp.zeros((b, d), x_ctx.dtype))
 
 
+@highest
 def logistic_regression(x_ctx, y_ctx, x_query, lam=1.0, steps: int = 25, mask=None) -> jax.Array:
     """L2-regularised logistic regression on labels in {-1, +1} (see `logistic_weights`).
 
@@ -181,6 +186,7 @@ def _sq_dists(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.sum(diff * diff, axis=-1)
 
 
+@highest
 def kernel_ridge(x_ctx, y_ctx, x_query, bandwidth=1.0, lam=1e-3, mask=None) -> jax.Array:
     """RBF kernel ridge regression: alpha = (K + lam I)^{-1} y, y_hat = sum_i k(x_q, x_i) alpha_i,
     with k(x, x') = exp(-||x - x'||^2 / (2 bandwidth^2)) (the posterior mean of a Gaussian process
@@ -224,6 +230,7 @@ def _knn(x_ctx, y_ctx, x_query, mask, k):  # -> [B, M]
     return jnp.sum(labels * present, -1) / jnp.maximum(jnp.sum(present, -1), 1.0)
 
 
+@highest
 def averaging(x_ctx, y_ctx, x_query, mask=None) -> jax.Array:
     """The averaging estimator of Garg et al. (2022): w = (1/n) sum_i y_i x_i, y_hat = w . x_q.
 
@@ -243,6 +250,7 @@ def mean_label(x_ctx, y_ctx, x_query, mask=None) -> jax.Array:
 
 
 # -- finite task pools ------------------------------------------------------------------------------
+@highest
 def dmmse_posterior(x_ctx, y_ctx, pool, noise_std, mask=None) -> jax.Array:
     """p(w = w_k | context) for a uniform prior over the pool's K tasks: [B, K].
 
@@ -258,6 +266,7 @@ def dmmse_posterior(x_ctx, y_ctx, pool, noise_std, mask=None) -> jax.Array:
     return jax.nn.softmax(-sq / (2.0 * noise_std * noise_std), axis=-1)
 
 
+@highest
 def dmmse(x_ctx, y_ctx, x_query, pool, noise_std, mask=None) -> jax.Array:
     """The discrete minimum-mean-squared-error estimator (Raventos et al. 2023): the posterior mean
     y_hat = sum_k p(w_k | context) w_k . x_q over a pool [K, d] of equally likely tasks (see

@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from icl.precision import highest
 from icl.tasks.base import check_inputs
 
 
@@ -29,6 +30,7 @@ def _predict_linear(w: jax.Array, x_query: jax.Array) -> jax.Array:
     return jnp.einsum("bmd,bd->bm", x_query, w)  # [B, M]
 
 
+@highest
 def gd_weights(x_ctx, y_ctx, lr, steps: int = 1, w0=None) -> jax.Array:
     """W after `steps` full-batch GD steps on L(W) = 1/(2N) ||X W - y||^2 from w0: [B, d]."""
     b, n, d = x_ctx.shape
@@ -41,6 +43,7 @@ def gd_weights(x_ctx, y_ctx, lr, steps: int = 1, w0=None) -> jax.Array:
     return jax.lax.fori_loop(0, _check_steps(steps), step, w_init.astype(x_ctx.dtype))
 
 
+@highest
 def gd(x_ctx, y_ctx, x_query, lr, steps: int = 1, w0=None) -> jax.Array:
     """K = `steps` steps of gradient descent from w0 (default 0), then `W_K . x_q`.
 
@@ -51,6 +54,7 @@ def gd(x_ctx, y_ctx, x_query, lr, steps: int = 1, w0=None) -> jax.Array:
     return _finish(_predict_linear(w, x_query), squeeze)
 
 
+@highest
 def gd_plus_plus(x_ctx, y_ctx, x_query, lr, gamma, steps: int = 1) -> jax.Array:
     """GD++ (von Oswald et al. 2023, Sec. 3): GD on inputs that are preconditioned as it goes.
 
@@ -78,6 +82,7 @@ def gd_plus_plus(x_ctx, y_ctx, x_query, lr, gamma, steps: int = 1) -> jax.Array:
     return _finish(-rq, squeeze)
 
 
+@highest
 def preconditioned_gd(x_ctx, y_ctx, x_query, gamma_matrix) -> jax.Array:
     """One preconditioned step from 0: `y_hat = x_q^T Gamma X^T y` (Gamma [d, d] or [B, d, d]).
 
@@ -94,6 +99,7 @@ def preconditioned_gd(x_ctx, y_ctx, x_query, gamma_matrix) -> jax.Array:
     return _finish(_predict_linear(w, x_query), squeeze)
 
 
+@highest
 def ridge_weights(x_ctx, y_ctx, lam) -> jax.Array:
     """argmin_w ||X w - y||^2 + lam ||w||^2 by SVD: [B, d]. lam = 0 gives the min-norm solution.
 
@@ -109,6 +115,7 @@ def ridge_weights(x_ctx, y_ctx, lam) -> jax.Array:
     return jnp.einsum("brd,br->bd", vt, coef * uty)
 
 
+@highest
 def ridge(x_ctx, y_ctx, x_query, lam) -> jax.Array:
     """Ridge regression, `w = (X^T X + lam I)^{-1} X^T y` (lam on the unnormalised X^T X)."""
     x_ctx, y_ctx, x_query, squeeze = check_inputs(x_ctx, y_ctx, x_query)
@@ -131,6 +138,7 @@ def bayes_ridge(x_ctx, y_ctx, x_query, noise_std, weight_std=1.0) -> jax.Array:
     return ridge(x_ctx, y_ctx, x_query, (noise_std / weight_std) ** 2)
 
 
+@highest
 def newton(x_ctx, y_ctx, x_query, steps: int = 10) -> jax.Array:
     """Newton–Schulz iterations for (X^T X)^+ (Fu et al. 2023), then `w = M_K X^T y`.
 

@@ -27,7 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from icl.precision import highest
 
+
+@highest
 def gd_direction(x_ctx, y_ctx, x_query) -> jax.Array:
     """a = (1/N) sum_i y_i x_i . x_q, the one-step-GD prediction per unit lr: [B, M]."""
     xty = jnp.einsum("bnd,bn->bd", x_ctx, y_ctx) / x_ctx.shape[1]  # [B, d]

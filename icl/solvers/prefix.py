@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from icl.precision import highest
 from icl.tasks.base import check_inputs
 
 
@@ -42,6 +43,7 @@ def prefix_masks(n_ctx: int, dtype=jnp.float32) -> jax.Array:
     return (jnp.arange(n_ctx)[None, :] < jnp.arange(1, n_ctx + 1)[:, None]).astype(dtype)
 
 
+@highest
 def prefix_predictions(solver: str | Callable, x_ctx, y_ctx, x_query, **hparams) -> jax.Array:
     """The solver's predictions from each prefix of n = 1..N context examples: [B, N, M] ([B, N]
     for a single query x_query [B, d]). `solver` is a name or spec (`"ridge(lam=0.1)"`, see
@@ -72,6 +74,7 @@ def prefix_predictions(solver: str | Callable, x_ctx, y_ctx, x_query, **hparams)
     return out[..., 0] if squeeze else out
 
 
+@highest
 def bootstrap_band(errors, key: jax.Array, n_boot: int = 1000, level: float = 0.95) -> dict[str, np.ndarray]:
     """Mean over tasks of `errors` [B, ...] and its percentile-bootstrap band at `level`.
 

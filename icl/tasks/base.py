@@ -23,10 +23,12 @@ A family also names the explicit learners it is compared against, as solver name
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, ClassVar, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 
@@ -92,10 +94,23 @@ def register(name: str) -> Callable[[type], type]:
         if not dataclasses.is_dataclass(cls):
             raise TypeError(f"task family {name!r} must be a dataclass, got {cls}")
         cls.family = name
+        cls.sample = _checked_sample(cls.sample, name)
         _REGISTRY[name] = cls
         return cls
 
     return add
+
+
+def _checked_sample(sample, family_name: str):
+    """`sample` with its batch size validated first (a clear error instead of XLA's)."""
+
+    @functools.wraps(sample)
+    def checked(self, key, batch_size):
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"{family_name}.sample: batch_size must be an integer >= 1, got {batch_size!r}")
+        return sample(self, key, int(batch_size))
+
+    return checked
 
 
 def names() -> list[str]:
@@ -137,12 +152,20 @@ def check_non_negative(owner: str, **values: float) -> None:
             raise ValueError(f"{owner}: {field_name} must be a number >= 0, got {value!r}")
 
 
+def _floating(x) -> jax.Array:
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.inexact) else x.astype(jnp.result_type(float))
+
+
 def check_context(x_ctx, y_ctx) -> tuple[jax.Array, jax.Array]:
-    """Validate a context: x_ctx [B, N, d] and y_ctx [B, N] as arrays."""
-    x_ctx, y_ctx = jnp.asarray(x_ctx), jnp.asarray(y_ctx)
+    """Validate a context: x_ctx [B, N, d] and y_ctx [B, N] as floating arrays (integer or bool
+    inputs are promoted to the default float type), with N >= 1."""
+    x_ctx, y_ctx = _floating(x_ctx), _floating(y_ctx)
     if x_ctx.ndim != 3:
         raise ValueError(f"x_ctx must be [batch, n_ctx, d], got shape {x_ctx.shape}")
     b, n, _ = x_ctx.shape
+    if n < 1:
+        raise ValueError(f"the context must hold at least one example (n_ctx >= 1), got x_ctx {x_ctx.shape}")
     if y_ctx.shape != (b, n):
         raise ValueError(f"y_ctx must be [batch, n_ctx] = {(b, n)} to match x_ctx {x_ctx.shape}, got {y_ctx.shape}")
     return x_ctx, y_ctx
@@ -151,7 +174,7 @@ def check_context(x_ctx, y_ctx) -> tuple[jax.Array, jax.Array]:
 def check_inputs(x_ctx, y_ctx, x_query, d: int | None = None):
     """Validate solver/model inputs; returns (x_ctx, y_ctx, x_query [B, M, d], squeeze)."""
     x_ctx, y_ctx = check_context(x_ctx, y_ctx)
-    x_query = jnp.asarray(x_query)
+    x_query = _floating(x_query)
     b, _, dim = x_ctx.shape
     squeeze = x_query.ndim == 2
     if squeeze:

@@ -1,0 +1,139 @@
+"""One prepared check of this code on an accelerator machine, within a time budget; writes JSON.
+
+    python benchmarks/device_check.py --out DIR [--budget-s 480]   (benchmarks/device_check.sh wraps it)
+
+In order, each step timed and recorded as soon as it ends (a cut-off run keeps what it measured):
+  1. environment: devices, backend, versions;
+  2. precision: a float32 dot of the size the models use, at the backend's default precision and
+     at "highest", against float64 (shows what TF32 / bf16 passes would cost the float-precision
+     checks), and the one-step GD construction vs `solvers.gd` in float32 under the policy;
+  3. `icl verify` (constructions vs solvers, float64);
+  4. the default job `icl train` (the one-layer paper run), its summary numbers;
+  5. the speed benchmark `benchmarks/bench_train.py`;
+  6. figure scripts in full mode, cheapest first, while the budget lasts (each under `timeout`;
+     outputs under DIR/figures, never over the repo's records).
+Steps run as subprocesses of this interpreter with the repo root on PYTHONPATH, so the project
+need not be pip-installed on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Full-mode figure scripts, cheapest first (2-core CPU training wall time in their JSON records).
+FIGURES = ("fig1_plateau", "claim1_gamma_star", "claim4_task_diversity", "claim3_algorithm_transition",
+           "claim5_order", "fig1_one_layer", "fig3_recurrence")
+
+
+def run(cmd: list[str], timeout: float, env: dict) -> dict:
+    """Run a command with a deadline; its exit code, wall time and the tail of its output."""
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=max(timeout, 1))
+        code, text = done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired as expired:
+        parts = [p.decode(errors="replace") if isinstance(p, bytes) else p for p in (expired.stdout, expired.stderr)]
+        code, text = "timeout", "".join(p or "" for p in parts)
+    return {"cmd": " ".join(cmd[1:]), "rc": code, "wall_s": round(time.perf_counter() - start, 2), "tail": text[-1500:]}
+
+
+def precision_numbers() -> dict:
+    """Max relative error of float32 dots vs float64 at default and highest precision, and the
+    float32 one-step GD construction vs the GD solver (both under the precision policy)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from icl import constructions, solvers, tasks
+
+    x = jax.random.normal(jax.random.key(0), (4096, 11, 11), jnp.float32)
+    exact = np.einsum("bij,bjk->bik", np.asarray(x, np.float64), np.asarray(x, np.float64))
+    out = {}
+    for name in ("default", "highest"):
+        with jax.default_matmul_precision(name):
+            got = jax.jit(lambda a: jnp.einsum("bij,bjk->bik", a, a))(x)
+        out[f"dot_rel_err_{name}"] = float(np.max(np.abs(np.asarray(got, np.float64) - exact)) / np.max(np.abs(exact)))
+    task = tasks.get("linear", d=10, n_ctx=10)
+    batch = task.sample(jax.random.key(1), 4096)
+    lr = solvers.optimal_gd_lr(task, jax.random.key(2))
+    model = constructions.gd_model(d=10, n_ctx=10, lr=lr, layers=1, dtype=jnp.float32)
+    y_model = jax.jit(model)(batch)
+    y_gd = solvers.gd(batch.x_ctx, batch.y_ctx, batch.x_query, lr=lr, steps=1)
+    out["construction_vs_gd_max_abs_err_float32"] = float(jnp.max(jnp.abs(y_model - y_gd)))
+    out["construction_vs_gd_scale"] = float(jnp.max(jnp.abs(y_gd)))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--budget-s", type=float, default=480.0, help="wall-clock budget for all steps")
+    args = parser.parse_args()
+    deadline = time.perf_counter() + args.budget_s
+    args.out.mkdir(parents=True, exist_ok=True)
+    result_path = args.out / "device_check.json"
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    sys.path.insert(0, str(ROOT))
+    icl = [sys.executable, "-m", "icl"]
+    result: dict = {"budget_s": args.budget_s, "steps": {}}
+
+    def record(name: str, value) -> None:
+        result["steps"][name] = value
+        result_path.write_text(json.dumps(result, indent=1))
+        print(f"[device_check] {name}: {json.dumps(value)[:300]}", flush=True)
+
+    import jax
+
+    result["devices"] = [str(d) for d in jax.devices()]
+    result["backend"] = jax.default_backend()
+    result["versions"] = {"python": platform.python_version(), "jax": jax.__version__}
+    for module in ("flax", "optax", "orbax.checkpoint", "matplotlib", "tqdm"):
+        try:
+            result["versions"][module] = __import__(module, fromlist=["_"]).__version__
+        except ImportError:
+            result["versions"][module] = None  # the figure steps need matplotlib: they will say so
+    record("environment", {"devices": result["devices"], "backend": result["backend"]})
+    record("precision", precision_numbers())
+    record("verify", run(icl + ["verify"], deadline - time.perf_counter(), env))
+
+    default_dir = args.out / "runs" / "paper_1layer"
+    step = run(icl + ["train", "--out", str(default_dir), "--no-progress"], deadline - time.perf_counter(), env)
+    if (default_dir / "summary.json").exists():
+        summary = json.loads((default_dir / "summary.json").read_text())
+        step["summary"] = {k: summary[k] for k in ("model", "zero_loss", "wall_s", "train_steps_per_s", "devices")}
+        step["summary"]["solvers"] = {name: {"loss": row["loss"], "model_cos": row["model_cos"]} for name, row in summary["solvers"].items()}
+    record("default_job", step)
+
+    bench = args.out / "bench_train.json"
+    step = run([sys.executable, "benchmarks/bench_train.py", "--out", str(bench)], deadline - time.perf_counter(), env)
+    if bench.exists():
+        step["results"] = json.loads(bench.read_text())
+    record("bench_train", step)
+
+    for name in FIGURES:
+        left = deadline - time.perf_counter()
+        if left < 20:
+            record(f"figure:{name}", {"skipped": "budget spent"})
+            continue
+        folder = args.out / "figures" / name
+        step = run([sys.executable, f"paper_figures/{name}.py", "--out", str(folder)], left, env)
+        numbers = folder / f"{name}.json"
+        if numbers.exists():
+            step["numbers"] = json.loads(numbers.read_text())
+        record(f"figure:{name}", step)
+    result["wall_s"] = round(args.budget_s - (deadline - time.perf_counter()), 1)
+    result_path.write_text(json.dumps(result, indent=1))
+    print(f"[device_check] wrote {result_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Fault injection on real `icl train` processes: kill -9 and Ctrl-C at random moments, including
+while a checkpoint is being written; two trainers on one directory; a full disk; damaged,
+edited and deleted files. After each: no hang (every process has a deadline), a clear message,
+nothing lost that was checkpointed, final parameters bit-identical to an uninterrupted run's
+(float64), and records (config, log, summary) that tell the truth."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from icl import train
+
+# tiny, float64, a checkpoint at every evaluation: many chances to hit a save.
+ARGS = ["tiny", "--no-progress", "--set", "train.dtype=float64", "--set", "train.steps=120",
+        "--set", "train.eval_every=5", "--set", "train.ckpt_every=5", "--set", "train.eval_tasks=64"]
+DEADLINE_S = 120
+
+
+def start(out: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "icl", "train", "--out", str(out), *ARGS, *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    """Wait for the process within the deadline (a hang fails the test) and return (code, output)."""
+    try:
+        out, _ = proc.communicate(timeout=DEADLINE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"icl train hung for {DEADLINE_S} s: {proc.communicate()[0][-2000:]}")
+    return proc.returncode, out
+
+
+def run(out: Path, *extra: str) -> tuple[int, str]:
+    return finish(start(out, *extra))
+
+
+def params(run_dir: Path):
+    return jax.tree.map(np.asarray, train.load_params(run_dir)[1])
+
+
+def wait_for_save(run_dir: Path, timeout: float = 60) -> bool:
+    """Poll until a checkpoint is being written (orbax's temporary directory exists)."""
+    end = time.monotonic() + timeout
+    ckpt = run_dir / "checkpoints"
+    while time.monotonic() < end:
+        try:
+            if any("tmp" in entry.name for entry in os.scandir(ckpt)):
+                return True
+        except FileNotFoundError:
+            pass
+        time.sleep(0.0005)
+    return False
+
+
+def evaluations(run_dir: Path) -> list[dict]:
+    return [r for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if "event" not in r]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "run"
+    code, text = run(out)
+    assert code == 0, text
+    return out
+
+
+def assert_same_run(run_dir: Path, reference: Path) -> None:
+    """Bit-identical parameters; a log with every evaluation once, equal to the reference's."""
+    jax.tree.map(np.testing.assert_array_equal, params(run_dir), params(reference))
+    got, want = evaluations(run_dir), evaluations(reference)
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    for a, b in zip(got, want):
+        assert {k: v for k, v in a.items() if k != "wall_s"} == {k: v for k, v in b.items() if k != "wall_s"}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 120 and summary["model"] == json.loads((reference / "summary.json").read_text())["model"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupt_during_checkpoint_writes_then_resume_is_exact(sig, reference, tmp_path):
+    """Three interruptions in one run, each while orbax is writing a checkpoint; Ctrl-C is sent
+    twice (the second lands during the save and must neither hang nor cut it)."""
+    out, rng, hits = tmp_path / "run", random.Random(int(sig)), 0
+    for _ in range(3):
+        proc = start(out)
+        time.sleep(rng.uniform(0.0, 1.0))
+        hits += wait_for_save(out)
+        proc.send_signal(sig)
+        if sig == signal.SIGINT:
+            time.sleep(0.01)
+            proc.send_signal(sig)
+        code, text = finish(proc)
+        if sig == signal.SIGINT and code == 130:
+            assert "Traceback" not in text
+        if code == 0:
+            break
+    assert hits >= 1  # at least one interruption landed while a checkpoint was in flight
+    code, text = run(out)
+    assert code == 0, text
+    assert_same_run(out, reference)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["wall_s"] >= max(r.get("wall_s", 0) for r in evaluations(out)) - 1e-6  # wall time of all pieces
+
+
+def test_second_trainer_on_the_same_directory_is_refused(tmp_path):
+    out = tmp_path / "run"
+    first = start(out)
+    while not (out / "log.jsonl").exists():
+        assert first.poll() is None, first.communicate()[0]
+        time.sleep(0.05)
+    code, text = run(out)
+    assert code == 2 and "is in use" in text and "Traceback" not in text
+    assert finish(first)[0] == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == 120
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_one_before(reference, tmp_path):
+    out = tmp_path / "run"
+    assert run(out, "--until-step", "60")[0] == 0
+    latest = out / "checkpoints" / "60"
+    assert (out / "checkpoints" / "55").exists()
+    for path in sorted(p for p in latest.rglob("*") if p.is_file()):
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # truncate every file
+    code, text = run(out)
+    assert code == 0, text
+    assert "checkpoint 60 is unreadable" in text and (out / "corrupt" / "60").exists()
+    assert_same_run(out, reference)
+
+
+def test_deleted_checkpoint_files_and_records(reference, tmp_path):
+    out = tmp_path / "run"
+    assert run(out, "--until-step", "60")[0] == 0
+    shutil.rmtree(out / "checkpoints" / "60" / "default")  # a checkpoint without its data
+    (out / "log.jsonl").unlink()
+    code, text = run(out)
+    assert code == 0, text
+    jax.tree.map(np.testing.assert_array_equal, params(out), params(reference))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[0] == {"event": "log_gap", "from_step": 0, "to_step": 55} and "warning" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["log_complete"] is False and summary["resumed_from"] == 55
+
+
+def test_config_and_step_records_stay_true(reference, tmp_path):
+    out = tmp_path / "run"
+    assert run(out, "--until-step", "60")[0] == 0
+    config = (out / "config.json").read_text()
+    (out / "config.json").unlink()  # checkpoints without a config: never adopt another config
+    code, text = run(out, "--set", "task.n_ctx=7")
+    assert code == 2 and "no config.json" in text
+    (out / "config.json").write_text(config)
+    code, text = run(out, "--set", "train.steps=40")  # below the checkpoint: refused, not mislabelled
+    assert code == 2 and "beyond train.steps = 40" in text
+    code, text = run(out, "--set", "optim.schedule=cosine")
+    assert code == 2 and "another config (differs in: optim.schedule)" in text
+    # a bad solver spec fails before any training, and the corrected one is then accepted
+    code, text = run(out, "--set", "compare_against=gd,ridge(foo=1)")
+    assert code == 2 and "unexpected keyword argument 'foo'" in text and "Traceback" not in text
+    assert run(out, "--set", "compare_against=gd,ridge(lam=0.1)")[0] == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["solvers"]) == ["gd", "ridge(lam=0.1)"] and summary["model"] == json.loads((reference / "summary.json").read_text())["model"]
+
+
+def test_cosine_schedule_cannot_be_extended(tmp_path):
+    out = tmp_path / "run"
+    assert run(out, "--set", "optim.schedule=cosine", "--set", "train.steps=20")[0] == 0
+    code, text = run(out, "--set", "optim.schedule=cosine", "--set", "train.steps=40")
+    assert code == 2 and "cosine schedule over 20 steps" in text
+
+
+def test_failed_start_does_not_block_the_directory(tmp_path):
+    out = tmp_path / "run"
+    code, text = run(out, "--set", "train.data_parallel=64")  # more devices than there are
+    assert code == 2 and "devices requested" in text and not (out / "config.json").exists()
+    (out).mkdir(exist_ok=True)
+    (out / "config.json").write_text("{}")  # a start that died before its first checkpoint
+    code, text = run(out, "--set", "train.steps=10")
+    assert code == 0, text
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    return done.returncode == 0
+
+
+def test_full_disk_is_a_clear_error_and_loses_nothing(reference, tmp_path):
+    disk = tmp_path / "disk"
+    if not _mount_tmpfs(disk, "200k"):  # full while writing an early checkpoint
+        pytest.skip("cannot mount a small tmpfs here (needs root in a machine that allows mounts)")
+    try:
+        out = disk / "run"
+        code, text = run(out)
+        assert code == 2 and "No space left on device" in text and "Traceback" not in text, text
+        saved = train.load_params(out)[2] if any(p.name.isdigit() for p in (out / "checkpoints").glob("*")) else 0
+        subprocess.run(["mount", "-o", "remount,size=20m", str(disk)], check=True)
+        code, text = run(out)
+        assert code == 0, text
+        assert saved == 0 or f"resuming {out} from step {saved}" in text
+        assert_same_run(out, reference)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
