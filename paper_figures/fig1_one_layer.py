@@ -34,7 +34,7 @@ from icl.config import ExperimentConfig, TrainConfig
 NAME = "fig1_one_layer"
 ALPHAS = np.linspace(0.5, 2.0, 7)  # input scale of the out-of-distribution sweep
 PUBLISHED = {
-    "source": "DESIGN.md reference numbers: the official code on a 2-core CPU, 5,000 steps, 1 seed, "
+    "source": "docs/math.md reference numbers: the official code on a 2-core CPU, 5,000 steps, 1 seed, "
     "10,000 held-out tasks (the setup of the paper's Fig. 2)",
     "zero_loss": 0.416,
     "gd_loss": "0.2062-0.2074 (eta 6.06 closed form; 5.90 grid scan)",

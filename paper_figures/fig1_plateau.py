@@ -1,6 +1,6 @@
 """Figure 1, the loss plateau: how long does one LSA layer sit near the zero predictor's loss?
 
-The official code's single run (DESIGN.md) sits at ~0.393 until step ~1,500 and reaches GD by
+The official code's single run (docs/math.md) sits at ~0.393 until step ~1,500 and reaches GD by
 ~1,900; figure 1's five seeds all reach GD by step 400. This script asks whether that is a
 difference in the setup or the spread of one draw: it trains figure 1's exact configuration
 (experiments.paper_1layer: d = N = 10, x ~ U(-0.5, 0.5)^10, init VarianceScaling(0.002), Adam 1e-3,
@@ -33,7 +33,7 @@ from icl.config import ExperimentConfig, TrainConfig
 NAME = "fig1_plateau"
 ESCAPE_LOSS = 0.3  # between the plateau (~0.39-0.41) and one GD step (0.2045)
 PUBLISHED = {
-    "source": "DESIGN.md reference numbers: the official code on a 2-core CPU, 1 seed, batch 2048",
+    "source": "docs/math.md reference numbers: the official code on a 2-core CPU, 1 seed, batch 2048",
     "plateau": "~0.393 until step ~1,500, then drops to GD by ~1,900",
 }
 

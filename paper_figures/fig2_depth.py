@@ -10,7 +10,7 @@ all evaluated on the held-out tasks of the final table (10,000). Shown: loss vs 
 (sensitivities d y_hat / d x_q) with GD and with GD++ vs K, and the read-out after every layer of
 the deepest models (compare.layer_predictors) vs GD / GD++ after as many steps.
 
-Deep unshared stacks are unstable (DESIGN.md): as the official code, K > 3 uses lr 5e-4 and clips
+Deep unshared stacks are unstable (docs/math.md): as the official code, K > 3 uses lr 5e-4 and clips
 activations to 10 (model.clip_activations). A run whose loss turns non-finite stops with
 train.TrainingDiverged: it is reported (step, message) and evaluated at its last good checkpoint.
 
@@ -38,7 +38,7 @@ DEPTHS = (1, 2, 3, 4, 5)
 QUICK_DEPTHS = (1, 2, 4)
 PLATEAU_LOSS = 0.35  # a seed whose final loss is above this is still on the initial plateau (~0.39)
 PUBLISHED = {
-    "source": "von Oswald et al. 2023, Figs. 3 and 4 (curves; no table). DESIGN.md has no official-code "
+    "source": "von Oswald et al. 2023, Figs. 3 and 4 (curves; no table). docs/math.md has no official-code "
     "numbers for K > 1 except the pitfall: L = 4 trained to 0.37 vs 4-step GD 0.95 with U(-1, 1) inputs.",
     "claim_loss": "a trained K-layer LSA outperforms K steps of plain GD and matches K steps of GD++ "
     "(recurrent / shared: close to GD++ as well)",

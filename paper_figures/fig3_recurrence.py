@@ -27,7 +27,7 @@ from icl import compare, solvers, train
 
 NAME = "fig3_recurrence"
 PUBLISHED = {
-    "source": "von Oswald et al. 2023, Sec. 4 (recurrent transformers, Figs. 3-4 curves); DESIGN.md gives no "
+    "source": "von Oswald et al. 2023, Sec. 4 (recurrent transformers, Figs. 3-4 curves); docs/math.md gives no "
     "reference numbers for this experiment",
     "claim": "a looped (shared) trained layer keeps implementing an iterative (GD++-like) learner when run "
     "for more steps; with a damped update it keeps improving like GD with more steps",

@@ -7,7 +7,7 @@ icl/tasks/sine.py). Two models, both a 2-layer GELU MLP embedding x -> 40 featur
 followed by one linear self-attention layer on tokens [f(x_i), y_i], trained through icl.train
 with 5 seeds (Adam 1e-3, batch 2048):
   * "trained TF": everything trained end to end (attention init VarianceScaling(0.02), ten times
-    the official 0.002, which shortens the loss plateau; see DESIGN.md);
+    the official 0.002, which shortens the loss plateau; see docs/math.md);
   * "GD on learned features": attention frozen to the GD construction (ModelConfig.frozen_gd_lr,
     rate 1; the embedding's scale absorbs the step size), so only the embedding learns: one GD step
     on meta-learned features, the paper's comparison model.
@@ -41,7 +41,7 @@ from icl.models import ModelConfig
 
 NAME = "fig4_sine"
 FULL_STEPS = 20000  # the official non_linear_regression notebook's training_steps
-INIT_SCALE = 0.02  # attention init; the official 0.002 gives a long plateau (DESIGN.md), 0.02 shortens it
+INIT_SCALE = 0.02  # attention init; the official 0.002 gives a long plateau (docs/math.md), 0.02 shortens it
 BANDWIDTHS = (0.25, 0.5, 1.0, 2.0, 4.0)
 KERNEL_LAMS = (1e-4, 1e-3, 1e-2, 1e-1)
 PUBLISHED = {

@@ -194,3 +194,15 @@ def test_sigterm_checkpoints_and_the_run_resumes(tmp_path):
     last_logged = json.loads(log.read_text().splitlines()[-1])["step"]
     _, _, step = train.load_params(tmp_path)
     assert step == stopped == last_logged and step % 20 == 0 and step < 1_000_000
+
+
+def test_compare_of_a_float64_run_evaluates_in_float64(tmp_path):
+    """`icl compare` in a fresh process (float64 off) switches float64 on for a float64 run: the
+    exact least-squares fit of a noiseless task then costs ~1e-30, not float32's ~1e-13."""
+    out = tmp_path / "run"
+    train.train(tiny(steps=20, eval_every=10, ckpt_every=10, dtype="float64"), out, progress=False)
+    done = subprocess.run([sys.executable, "-m", "icl", "compare", str(out), "--against", "least_squares", "--tasks", "200"],
+                          capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    table = json.loads((out / "compare.json").read_text())
+    assert table["solvers"]["least_squares"]["loss"] < 1e-25
