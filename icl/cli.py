@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +197,8 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # full disk, read-only file system, permissions
+        threading.excepthook = lambda _args: None  # orbax's threads of the failed save: already said here
+        sys.unraisablehook = lambda _args: None
         print(f"error: {_one_line(error)} (the run directory keeps its last complete checkpoint)", file=sys.stderr)
         return 2
     except MemoryError:
