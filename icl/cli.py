@@ -5,6 +5,7 @@
     icl plot RUN_DIR
     icl list
     icl verify
+    icl aot [EXPERIMENT] --target tpu:v5e:2x2|tpu:v4:2x2x1|gpu:h100:4|cpu [--set ...] [--dtype ...]
 """
 
 from __future__ import annotations
@@ -173,6 +174,9 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir")
     pl.set_defaults(func=cmd_plot)
     sub.add_parser("list", help="experiments, task families and solvers").set_defaults(func=cmd_list)
+    from icl import aot  # noqa: PLC0415  (imports only the standard library at module level)
+
+    aot.add_parser(sub)
     v = sub.add_parser("verify", help="check the GD / GD++ constructions against the solvers in float64")
     v.add_argument("--layers", type=int, default=5)
     v.set_defaults(func=cmd_verify)

@@ -1,11 +1,12 @@
 """The fast paths of pure linear stacks (token form and Gram/map form) equal the token-space model."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
-from icl import constructions, models, tasks
+from icl import compare, constructions, models, tasks
 from icl.models import gram
 from icl.models.gram import gram_layer_predictions, supports_gram
 
@@ -159,3 +160,64 @@ def test_frozen_gd_attention_takes_the_fast_path_exactly():
     args = (batch.x_ctx, batch.y_ctx, batch.x_query)
     want = model.layer_predictions(*args, path="tokens")
     np.testing.assert_allclose(model.layer_predictions(*args), want, rtol=1e-10, atol=1e-12)
+
+
+def _full_update_read_out(weights, ctx, queries, method, clip=0.0):
+    """The read-out as it was before the label-slot-only last layer: the last layer's full
+    [B, M, D] update, then its label slot (a reference for the gradient test below)."""
+    clipped = (lambda e: jnp.clip(e, -clip, clip)) if clip > 0 else (lambda e: e)  # noqa: E731
+    n_ctx = ctx.shape[1]
+    if method == "tokens":
+        tokens = jnp.concatenate([ctx, queries], axis=1)
+        for a, b in weights[:-1]:
+            tokens = clipped(tokens + gram._token_update(tokens, tokens[:, :n_ctx], a, b))
+        a, b = weights[-1]
+        queries = clipped(tokens[:, n_ctx:] + gram._token_update(tokens[:, n_ctx:], tokens[:, :n_ctx], a, b))
+        return -queries[..., -1]
+    c = jnp.einsum("bnd,bne->bde", ctx, ctx)
+    for a, b in weights[:-1]:
+        m = gram._maps(a, b, c)
+        queries, c = queries @ m, jnp.swapaxes(m, 1, 2) @ c @ m
+    a, b = weights[-1]
+    queries = queries + jnp.einsum("bsd,hde,bef,hfg->bsg", queries, a, c, b)
+    return -queries[..., -1]
+
+
+@pytest.mark.parametrize("method", gram.METHODS)
+@pytest.mark.parametrize(
+    "kw", [dict(n_layers=1), dict(n_layers=3), dict(n_layers=2, n_heads=3, key_size=5), dict(n_layers=3, clip_activations=2.0)]
+)
+def test_label_slot_read_out_has_the_full_update_sensitivities(kw, method):
+    """The last layer computes only the label slot (what keeps `compare.sensitivities`, jax.grad with
+    respect to the queries, compilable by XLA's TPU compiler in float32): its predictions and its
+    sensitivities d y_hat / d x_q equal jax.grad of the full-update read-out and of token space,
+    in float64 to 1e-12."""
+    if kw.get("clip_activations") and method == "maps":
+        pytest.skip("a clipped stack runs only the token form")
+    model = models.build(models.ModelConfig(init_scale=0.5, **kw), d=3, key=jax.random.key(10))
+    batch = tasks.get("linear", d=3, n_ctx=9, n_query=2).sample(jax.random.key(11), 16)
+    assert batch.x_query.dtype == jnp.float64
+    n_ctx = batch.x_ctx.shape[1]
+    weights = [gram.products(m.query[...], m.key[...], m.value[...], m.out[...]) for m in model.layers]
+
+    def reference(xc, yc, xq):
+        tokens = model.tokens(xc, yc, xq)
+        return _full_update_read_out(weights, tokens[:, :n_ctx], tokens[:, n_ctx:], method, model.config.clip_activations)
+
+    def fast(xc, yc, xq):
+        return gram_layer_predictions(model, xc, yc, xq, method=method)[-1]
+
+    def token_space(xc, yc, xq):
+        return model.layer_predictions(xc, yc, xq, path="tokens")[-1]
+
+    @jax.jit
+    def results(batch):
+        args = (batch.x_ctx, batch.y_ctx, batch.x_query)
+        want = jax.grad(lambda xq: jnp.sum(reference(batch.x_ctx, batch.y_ctx, xq)))(batch.x_query)
+        return fast(*args), reference(*args), compare.sensitivities(fast, batch), want, compare.sensitivities(token_space, batch)
+
+    y_fast, y_reference, got, want, token_sensitivities = results(batch)
+    np.testing.assert_allclose(y_fast, y_reference, rtol=0, atol=1e-12)
+    assert got.shape == batch.x_query.shape and float(jnp.abs(want).max()) > 1e-3  # not trivially 0
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got, token_sensitivities, rtol=0, atol=1e-12)

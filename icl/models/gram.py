@@ -18,6 +18,9 @@ Two exact ways to run L such layers (`METHODS`):
             N >> D (long contexts). The last layer moves the queries only, q <- q + sum_h
             ((q A_h) C) B_h, so no M is formed there.
 
+In both, the last layer computes only the read-out (label) slot of the queries, with the last
+column of each B_h.
+
 Activation clipping (`clip_activations`, the official recipe for deep stacks) clips every token
 after each layer; the token form applies it as it goes (the map form cannot, so a clipped stack
 always takes "tokens"). Figure 2's clipped 4- and 5-layer runs (5 vmapped seeds, batch 2048) train
@@ -107,10 +110,27 @@ def _context_gram(ctx: jax.Array) -> jax.Array:
     return jnp.einsum("bnd,bne->bde", ctx, ctx)  # [B, D, D]
 
 
-def _update(tokens: jax.Array, a: jax.Array, gram: jax.Array, b: jax.Array) -> jax.Array:
-    """sum_h ((e A_h) C) B_h for every token: [B, S, D] -> [B, S, D]."""
+def _label_update(tokens: jax.Array, a: jax.Array, gram: jax.Array, b: jax.Array) -> jax.Array:
+    """The label slot of the update sum_h ((e A_h) C) B_h of every token: [B, S, D] -> [B, S].
+
+    Only the read-out slot of the last layer is ever used, so only B_h's last column is applied
+    (exactly the same numbers as the full update's last slot)."""
     ta = jnp.einsum("bsd,hde->bhse", tokens, a)  # [B, H, S, D]
-    return jnp.einsum("bhse,bef,hfg->bsg", ta, gram, b)
+    return jnp.einsum("bhse,bef,hf->bs", ta, gram, b[..., -1])
+
+
+def _token_label_update(tokens: jax.Array, ctx: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
+    """The label slot of `_token_update` only: sum_h ((e A_h) X^T) X B_h[:, -1], [B, S, D] -> [B, S].
+
+    Reading the slot off the full [B, S, D] update instead gives the same numbers, but its
+    gradient with respect to the queries (a one-hot cotangent times B_h) crashes XLA's TPU
+    compiler in float32 from batch 128 on (a broadcast rewritten into invalid HLO; `icl aot`
+    reproduces it), and it costs D times the multiply-adds of this last step."""
+    if a.shape[0] == 1:
+        kernel = jnp.einsum("bse,bne->bsn", tokens @ a[0], ctx)  # [B, S, N]
+        return (kernel @ ctx) @ b[0, :, -1]
+    kernel = jnp.einsum("bsd,hde,bne->bhsn", tokens, a, ctx)  # [B, H, S, N]
+    return jnp.einsum("bhsn,bnd,hd->bs", kernel, ctx, b[..., -1])
 
 
 def _token_update(tokens: jax.Array, ctx: jax.Array, a: jax.Array, b: jax.Array) -> jax.Array:
@@ -152,9 +172,9 @@ def stack_predictions(weights, ctx: jax.Array, queries: jax.Array, method: str =
             if i + 1 < len(weights):
                 tokens = clipped(tokens + _token_update(tokens, ctx, a, b))
                 queries = tokens[:, n_ctx:]
-            else:  # the last layer moves the queries only
-                queries = clipped(queries + _token_update(queries, ctx, a, b))
-            preds.append(-queries[..., -1])
+                preds.append(-queries[..., -1])
+            else:  # the last layer moves the queries only, and only their label slot is read
+                preds.append(-clipped(queries[..., -1] + _token_label_update(queries, ctx, a, b)))
         return jnp.stack(preds)
     gram = _context_gram(ctx)
     for i, (a, b) in enumerate(weights):
@@ -162,9 +182,9 @@ def stack_predictions(weights, ctx: jax.Array, queries: jax.Array, method: str =
             m = _maps(a, b, gram)  # [B, D, D]
             queries = queries @ m  # [B, M, D]
             gram = jnp.swapaxes(m, 1, 2) @ gram @ m
+            preds.append(-queries[..., -1])
         else:
-            queries = queries + _update(queries, a, gram, b)
-        preds.append(-queries[..., -1])
+            preds.append(-(queries[..., -1] + _label_update(queries, a, gram, b)))
     return jnp.stack(preds)
 
 
