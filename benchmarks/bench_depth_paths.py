@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-import experiments
+from icl import experiments
 from icl import train
 from icl.config import apply_overrides
 from icl.models import gram

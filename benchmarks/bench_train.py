@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import experiments
+from icl import experiments
 from icl import solvers, train
 from icl.config import apply_overrides
 
@@ -186,9 +186,8 @@ def bench_solvers(args) -> dict:
         "least_squares": lambda b: solvers.least_squares(b.x_ctx, b.y_ctx, b.x_query),
         "ridge": lambda b: solvers.ridge(b.x_ctx, b.y_ctx, b.x_query, 0.1),
         "newton_10": lambda b: solvers.newton(b.x_ctx, b.y_ctx, b.x_query, steps=10),
+        "least_squares_all_prefixes": lambda b: solvers.prefix_predictions(solvers.least_squares, b.x_ctx, b.y_ctx, b.x_query),
     }
-    if "prefix_predictions" in dir(solvers):
-        fns["least_squares_all_prefixes"] = lambda b: solvers.prefix_predictions(solvers.least_squares, b.x_ctx, b.y_ctx, b.x_query)
     out = {}
     for name, fn in fns.items():
         _, rate = best_rate(jax.jit(fn), batch, n_items=args.solver_tasks, repeats=args.repeats)

@@ -9,9 +9,14 @@ In order, each step timed and recorded as soon as it ends (a cut-off run keeps w
      checks), and the one-step GD construction vs `solvers.gd` in float32 under the policy;
   3. `icl verify` (constructions vs solvers, float64);
   4. the default job `icl train` (the one-layer paper run), its summary numbers;
-  5. the speed benchmark `benchmarks/bench_train.py`;
-  6. figure scripts in full mode, cheapest first, while the budget lasts (each under `timeout`;
-     outputs under DIR/figures, never over the repo's records).
+  5. the float-precision tests on the accelerator (constructions, solvers, the Gram path, models,
+     precision policy; pytest in float64 as in CI);
+  6. training speed of each figure's model (`icl aot`'s variants: one LSA layer, 5 clipped layers,
+     softmax, sine with MLP embedding, classic tokens), steps/s after compilation;
+  7. the speed benchmark `benchmarks/bench_train.py`;
+  8. figure scripts in full mode, cheapest first, while the budget lasts (each under `timeout`;
+     outputs under SCRATCH/figures, never over the repo's records).
+Run directories and figure outputs go to --scratch (default DIR/scratch); the JSON alone to DIR.
 Steps run as subprocesses of this interpreter with the repo root on PYTHONPATH, so the project
 need not be pip-installed on the machine.
 """
@@ -28,6 +33,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Tests whose claims are "equal to float precision": they must hold on every backend.
+PRECISION_TESTS = ("tests/test_precision.py", "tests/test_constructions.py", "tests/test_solvers.py",
+                   "tests/test_gram.py", "tests/test_models.py")
+SPEED_STEPS = 2000
 # Full-mode figure scripts, cheapest first (2-core CPU training wall time in their JSON records).
 FIGURES = ("fig1_plateau", "claim1_gamma_star", "claim4_task_diversity", "claim3_algorithm_transition",
            "claim5_order", "fig1_one_layer", "fig3_recurrence")
@@ -76,7 +85,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--budget-s", type=float, default=480.0, help="wall-clock budget for all steps")
+    parser.add_argument("--scratch", type=Path, help="run directories and figure outputs (default OUT/scratch)")
     args = parser.parse_args()
+    scratch = args.scratch or args.out / "scratch"
     deadline = time.perf_counter() + args.budget_s
     args.out.mkdir(parents=True, exist_ok=True)
     result_path = args.out / "device_check.json"
@@ -104,13 +115,28 @@ def main() -> int:
     record("precision", precision_numbers())
     record("verify", run(icl + ["verify"], deadline - time.perf_counter(), env))
 
-    default_dir = args.out / "runs" / "paper_1layer"
+    default_dir = scratch / "runs" / "paper_1layer"
     step = run(icl + ["train", "--out", str(default_dir), "--no-progress"], deadline - time.perf_counter(), env)
     if (default_dir / "summary.json").exists():
         summary = json.loads((default_dir / "summary.json").read_text())
         step["summary"] = {k: summary[k] for k in ("model", "zero_loss", "wall_s", "train_steps_per_s", "devices")}
         step["summary"]["solvers"] = {name: {"loss": row["loss"], "model_cos": row["model_cos"]} for name, row in summary["solvers"].items()}
     record("default_job", step)
+
+    tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PRECISION_TESTS]
+    record("precision_tests", run(tests, min(180.0, deadline - time.perf_counter()), env))
+
+    from icl.aot import VARIANTS
+
+    for name, (base, overrides) in VARIANTS.items():
+        folder = scratch / "speed" / name
+        sets = (*overrides, f"train.steps={SPEED_STEPS}", "train.eval_every=500", f"train.ckpt_every={SPEED_STEPS}")
+        cmd = icl + ["train", base, "--out", str(folder), "--no-progress"] + [a for s in sets for a in ("--set", s)]
+        step = run(cmd, min(90.0, deadline - time.perf_counter()), env)
+        if (folder / "summary.json").exists():
+            summary = json.loads((folder / "summary.json").read_text())
+            step["summary"] = {k: summary.get(k) for k in ("model", "wall_s", "train_steps_per_s")}
+        record(f"speed:{name}", step)
 
     bench = args.out / "bench_train.json"
     step = run([sys.executable, "benchmarks/bench_train.py", "--out", str(bench)], deadline - time.perf_counter(), env)
@@ -123,7 +149,7 @@ def main() -> int:
         if left < 20:
             record(f"figure:{name}", {"skipped": "budget spent"})
             continue
-        folder = args.out / "figures" / name
+        folder = scratch / "figures" / name
         step = run([sys.executable, f"paper_figures/{name}.py", "--out", str(folder)], left, env)
         numbers = folder / f"{name}.json"
         if numbers.exists():

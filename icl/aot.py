@@ -50,6 +50,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from icl.checks import first_line
+
 EXTRA_HINT = "pip install -e '.[aot]'"
 TARGET_DIR = Path(__file__).parent / "aot_targets"
 
@@ -142,7 +144,7 @@ def _tpu_devices(target: Target) -> list:
     try:
         return list(topologies.get_topology_desc(target.topology, "tpu", **dict(target.options)).devices)
     except Exception as error:  # noqa: BLE001  (libtpu's messages are JaxRuntimeError / RuntimeError)
-        raise ValueError(f"aot: libtpu does not know the topology {target.topology!r}: {_first_line(error)}") from error
+        raise ValueError(f"aot: libtpu does not know the topology {target.topology!r}: {first_line(error)}") from error
 
 
 def _ensure_cuda_plugin() -> None:
@@ -188,11 +190,6 @@ def target_devices(target: Target) -> tuple:
     if target.platform == "cuda":
         return tuple(_gpu_devices(target))
     return tuple(jax.devices("cpu"))
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 # -- abstract inputs ------------------------------------------------------------------------------
@@ -325,7 +322,7 @@ class AotCompileError(RuntimeError):
     """XLA failed to compile one of the programs for the target (`program` names it)."""
 
     def __init__(self, program: str, error: BaseException):
-        super().__init__(f"program {program!r}: {_first_line(error)}")
+        super().__init__(f"program {program!r}: {first_line(error)}")
         self.program = program
 
 
@@ -339,7 +336,7 @@ def compile_program(name: str, lowered, keep_going: bool = False) -> ProgramRepo
         failure = AotCompileError(name, error)
         if not keep_going:
             raise failure from error
-        return ProgramReport(name, round(time.perf_counter() - start, 3), {}, None, "none", {}, error=_first_line(error))
+        return ProgramReport(name, round(time.perf_counter() - start, 3), {}, None, "none", {}, error=first_line(error))
     seconds = time.perf_counter() - start
     text = compiled.as_text() or ""
     cost, source = _cost(compiled)
@@ -373,7 +370,7 @@ def lower_programs(trainer, programs=("train", "eval", "final"), solvers=None) -
         for name in config.compare_against if solvers is None else solvers:
             # train.final_table's program for this solver; the solver's hyper-parameters are
             # constants in it (the optimal GD lr is computed on the host CPU, as train() does).
-            predict, _ = compare.solver_predictor(name, config.task, train.heldout_key(config, 2))
+            predict, _ = compare.solver_predictor(name, config.task, train.heldout_key(config, train.HeldOut.GD_LR))
             metrics = jax.jit(jax.vmap(lambda p, b, predict=predict: compare.compare(spec.predictor(p), predict, b), in_axes=(0, None)),
                               out_shardings=trainer.replicated)
             out[f"final:{name}"] = metrics.lower(params, batch)
@@ -382,7 +379,7 @@ def lower_programs(trainer, programs=("train", "eval", "final"), solvers=None) -
 
 def resolve(experiment: str | None, assignments=(), dtype: str | None = None):
     """The ExperimentConfig for an experiment or a `VARIANTS` name, with --set overrides and dtype."""
-    import experiments  # noqa: PLC0415
+    from icl import experiments  # noqa: PLC0415
 
     from icl.config import apply_overrides  # noqa: PLC0415
 

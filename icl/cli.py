@@ -1,6 +1,6 @@
 """The `icl` command: parse arguments, call one library function, print a one-screen summary.
 
-    icl train [EXPERIMENT] [--set section.field=value ...] [--out DIR]
+    icl train [EXPERIMENT] [--quick] [--set section.field=value ...] [--out DIR]
     icl compare RUN_DIR [--against gd,least_squares] [--tasks N]
     icl plot RUN_DIR
     icl list
@@ -21,13 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from icl.checks import first_line
 
-def _experiment(name: str | None, assignments):
-    import experiments  # noqa: PLC0415
+
+def _experiment(name: str | None, assignments, quick: bool = False):
+    from icl import experiments  # noqa: PLC0415
 
     from icl.config import apply_overrides  # noqa: PLC0415
 
-    return apply_overrides(experiments.get(name or experiments.DEFAULT), assignments)
+    config = experiments.get(name or experiments.DEFAULT, mode="quick" if quick else "full")
+    return apply_overrides(config, assignments)
 
 
 def default_run_dir(config) -> Path:
@@ -66,7 +69,7 @@ def cmd_train(args) -> int:
     if args.distributed or os.environ.get("ICL_DISTRIBUTED") == "1":
         distributed.initialize()  # JAX_COORDINATOR_ADDRESS / _NUM_PROCESSES / _PROCESS_ID, SLURM, TPU pod
     say = print if distributed.is_main() else (lambda *a, **k: None)  # noqa: E731  one process prints
-    config = _experiment(args.experiment, args.set)
+    config = _experiment(args.experiment, args.set, args.quick)
     run_dir = Path(args.out) if args.out else default_run_dir(config)
     say(f"experiment {config.name} -> {run_dir}")
     try:
@@ -112,12 +115,14 @@ def cmd_plot(args) -> int:
 
 
 def cmd_list(_args) -> int:
-    import experiments  # noqa: PLC0415
+    from icl import experiments  # noqa: PLC0415
 
     from icl import solvers, tasks  # noqa: PLC0415
     from icl.tasks.base import default_baselines  # noqa: PLC0415
 
-    print("experiments:  " + ", ".join(f"{n}{' (default)' if n == experiments.DEFAULT else ''}" for n in experiments.names()))
+    print("experiments (icl train NAME [--quick]), by study:")
+    for study, names in experiments.studies().items():
+        print(f"  {study}: " + ", ".join(f"{n}{' (default)' if n == experiments.DEFAULT else ''}" for n in names))
     print("task families (and the baselines that apply; * = compared by default with its default parameters):")
     for name in tasks.names():
         family = tasks.family(name)
@@ -160,6 +165,7 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train an experiment (default: paper_1layer) and compare it with GD")
     t.add_argument("experiment", nargs="?", help="experiment name (see `icl list`)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.n_layers=2, train.steps=1000, task=sine")
+    t.add_argument("--quick", action="store_true", help="the experiment's quick profile (minutes on a 2-core CPU)")
     t.add_argument("--out", help="run directory (default runs/<experiment>-<config hash>)")
     t.add_argument("--until-step", type=_positive_int, help="stop at this step with a checkpoint (resume later)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -183,11 +189,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def main(argv=None) -> int:
     """Exit codes: 0 done (or stopped with a checkpoint at --until-step), 2 bad input or a file
     system / memory error (one line on stderr), 3 training diverged, 130 interrupted (Ctrl-C, after
@@ -203,7 +204,7 @@ def main(argv=None) -> int:
     except OSError as error:  # full disk, read-only file system, permissions
         threading.excepthook = lambda _args: None  # orbax's threads of the failed save: already said here
         sys.unraisablehook = lambda _args: None
-        print(f"error: {_one_line(error)} (the run directory keeps its last complete checkpoint)", file=sys.stderr)
+        print(f"error: {first_line(error)} (the run directory keeps its last complete checkpoint)", file=sys.stderr)
         return 2
     except MemoryError:
         print("error: out of host memory; lower train.batch_size, train.eval_tasks or train.n_seeds", file=sys.stderr)
@@ -213,7 +214,7 @@ def main(argv=None) -> int:
     except Exception as error:  # noqa: BLE001  XLA's out-of-memory is a RuntimeError subclass
         if "RESOURCE_EXHAUSTED" not in str(error):
             raise
-        print(f"error: out of device memory ({_one_line(error)[:200]}); lower train.batch_size, train.eval_tasks "
+        print(f"error: out of device memory ({first_line(error)[:200]}); lower train.batch_size, train.eval_tasks "
               "or train.n_seeds, or add devices (train.data_parallel)", file=sys.stderr)
         return 2
 

@@ -29,7 +29,10 @@ Predictor = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
 
 def loss(y_hat: jax.Array, y: jax.Array) -> jax.Array:
-    """0.5 * mean squared error, the paper's loss."""
+    """0.5 * mean squared error, the paper's loss; y_hat and y must have the same shape (no
+    broadcasting: [B, 1] against [B] would average over B x B pairs)."""
+    if jnp.shape(y_hat) != jnp.shape(y):
+        raise ValueError(f"loss: y_hat {jnp.shape(y_hat)} and y {jnp.shape(y)} must have the same shape")
     return 0.5 * jnp.mean((y_hat - y) ** 2)
 
 
@@ -62,57 +65,16 @@ def compare(predict_a: Predictor, predict_b: Predictor, batch: Batch) -> dict[st
 def solver_predictor(name: str, task, key: jax.Array, **hparams) -> tuple[Predictor, dict]:
     """The solver `name` (a name or a spec such as `"ridge(lam=0.1)"`, see `solvers.parse_spec`)
     with the hyper-parameters that suit `task`. Precedence: `hparams` given here, then the spec's,
-    then the family's `task.solver_hparams(name)` (if it defines it), then these defaults:
-
-      gd                   lr = optimal_gd_lr(task) (closed form), steps = 1
-      preconditioned_gd    gamma_matrix = Gamma*(task's input covariance, N, noise, weight scale)
-      ridge, bayes_ridge   the Bayes-optimal lam = noise_std^2 / weight_std^2
-      newton               steps = 10
-      gd_plus_plus         lr = optimal one-step lr, gamma = 0, steps = 1 (set them to fit more steps)
-      lasso                alpha = max(noise_std^2 / weight_std, 1e-3), 500 FISTA steps
-      logistic_regression  lam = 1 / weight_std^2 (MAP under w ~ N(0, tau^2 I)), 25 Newton steps
-      kernel_ridge         bandwidth = sqrt(d), lam = max(noise_std^2, 1e-3)
-      knn                  k = 3 (Garg et al. 2022)
-      dmmse                pool = task.pool, noise_std = task.noise_std
-    Returns the predictor and the hyper-parameters it uses (JSON-friendly; arrays of more than
-    100 numbers are summarised by their shape).
+    then the family's `task.solver_hparams(name)` (if it defines it), then the solver's defaults for
+    the task (`solvers.task_defaults`, declared with the solver registry: e.g. GD's closed-form
+    optimal lr, ridge's Bayes-optimal lam). Returns the predictor and the hyper-parameters it uses
+    (JSON-friendly; arrays of more than 100 numbers are summarised by their shape).
     """
     name, spec_hparams = solvers.parse_spec(name)
-    solver = solvers.get(name)
     family_hparams = task.solver_hparams(name) if hasattr(task, "solver_hparams") else {}
     hparams = {**family_hparams, **spec_hparams, **hparams}
-    noise = float(getattr(task, "noise_std", 0.0))
-    weight = float(getattr(task, "weight_std", 1.0))
-    if name in ("gd", "gd_plus_plus") and "lr" not in hparams:
-        hparams["lr"] = solvers.optimal_gd_lr(task, key)
-    if name == "gd_plus_plus":
-        hparams.setdefault("gamma", 0.0)
-    if name == "preconditioned_gd" and "gamma_matrix" not in hparams:
-        if not hasattr(task, "input_covariance"):
-            raise ValueError(f"preconditioned_gd needs gamma_matrix for task family {task.family!r}")
-        hparams["gamma_matrix"] = solvers.gamma_star(task.input_covariance, task.n_ctx, noise, weight)
-    if name == "ridge":
-        hparams.setdefault("lam", (noise / weight) ** 2)
-    if name == "bayes_ridge":
-        hparams.setdefault("noise_std", noise)
-        hparams.setdefault("weight_std", weight)
-    if name == "newton":
-        hparams.setdefault("steps", 10)
-    if name == "lasso":
-        hparams.setdefault("alpha", max(noise**2 / weight, 1e-3))
-    if name == "logistic_regression":
-        hparams.setdefault("lam", 1.0 / weight**2)
-    if name == "kernel_ridge":
-        hparams.setdefault("bandwidth", float(np.sqrt(task.d)))
-        hparams.setdefault("lam", max(noise**2, 1e-3))
-    if name == "knn":
-        hparams.setdefault("k", 3)
-    if name == "dmmse":
-        if "pool" not in hparams and not hasattr(task, "pool"):
-            raise ValueError(f"dmmse needs a pool of tasks; task family {task.family!r} has none")
-        hparams.setdefault("pool", getattr(task, "pool", None))
-        hparams.setdefault("noise_std", noise)
-    return functools.partial(solver, **hparams), {k: _public(v) for k, v in hparams.items()}
+    hparams.update(solvers.task_defaults(name, task, key, hparams))
+    return functools.partial(solvers.get(name), **hparams), {k: _public(v) for k, v in hparams.items()}
 
 
 def _public(value):

@@ -13,6 +13,7 @@ import typing
 from typing import Any
 
 from icl import tasks
+from icl.checks import check_int
 from icl.tasks.base import check_positive_int, default_baselines
 from icl.models import ModelConfig
 from icl.precision import PRECISIONS
@@ -101,14 +102,11 @@ class TrainConfig:
             raise ValueError(
                 f"train: ckpt_every ({self.ckpt_every}) must be a multiple of eval_every ({self.eval_every})"
             )
-        if not isinstance(self.data_parallel, int) or isinstance(self.data_parallel, bool) or self.data_parallel < 0:
-            raise ValueError(f"train: data_parallel must be an integer >= 0, got {self.data_parallel!r}")
+        check_int("train", 0, data_parallel=self.data_parallel, seed_group=self.seed_group)
         if self.data_parallel and self.batch_size % self.data_parallel:
             raise ValueError(f"train: batch_size ({self.batch_size}) must be divisible by data_parallel ({self.data_parallel})")
         if self.n_seeds % self.seed_parallel:
             raise ValueError(f"train: n_seeds ({self.n_seeds}) must be divisible by seed_parallel ({self.seed_parallel})")
-        if not isinstance(self.seed_group, int) or isinstance(self.seed_group, bool) or self.seed_group < 0:
-            raise ValueError(f"train: seed_group must be an integer >= 0, got {self.seed_group!r}")
         if self.seed_group and (self.n_seeds % self.seed_group or self.seed_parallel != 1):
             raise ValueError(
                 f"train: seed_group ({self.seed_group}) must divide n_seeds ({self.n_seeds}) and needs seed_parallel = 1"

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from icl.checks import check_int
 from icl.models.lsa import LSATransformer, ModelConfig
 from icl.precision import highest
 
@@ -33,7 +34,9 @@ class ConstructedLSA(LSATransformer):
 
 
 def _lsa_model(d: int, layers: int, w_q, w_k, w_v, p, w0, dtype) -> ConstructedLSA:
-    """A linear, 1-head, key-size d+1 LSA model whose every layer has the given column weights."""
+    """A linear, 1-head, key-size d+1 LSA model whose every layer has the given column weights, in
+    `dtype` (None: JAX's default float, float64 when x64 is on, else float32)."""
+    dtype = jnp.result_type(float) if dtype is None else dtype
     config = ModelConfig(n_layers=layers, shared=False, n_heads=1, key_size=d + 1, attention="linear")
     model = ConstructedLSA(config, d, rngs=nnx.Rngs(0))
     for layer in model.layers:
@@ -61,12 +64,10 @@ def _blocks(d: int, w0, x_value: float, x_out: float, y_out: float):
 
 
 def _check(d, n_ctx, layers):
-    for name, value in (("d", d), ("n_ctx", n_ctx), ("layers", layers)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"construction: {name} must be an integer >= 1, got {value!r}")
+    check_int("construction", 1, d=d, n_ctx=n_ctx, layers=layers)
 
 
-def gd_model(d: int, n_ctx: int, lr: float, layers: int = 1, w0=None, dtype=jnp.float32) -> ConstructedLSA:
+def gd_model(d: int, n_ctx: int, lr: float, layers: int = 1, w0=None, dtype=None) -> ConstructedLSA:
     """An LSA model computing `layers` GD steps with rate lr (paper convention) from w0 [d]."""
     _check(d, n_ctx, layers)
     if w0 is not None and np.shape(w0) != (d,):
@@ -76,7 +77,7 @@ def gd_model(d: int, n_ctx: int, lr: float, layers: int = 1, w0=None, dtype=jnp.
 
 
 def gd_plus_plus_model(
-    d: int, n_ctx: int, lr: float, gamma: float, layers: int = 1, dtype=jnp.float32
+    d: int, n_ctx: int, lr: float, gamma: float, layers: int = 1, dtype=None
 ) -> ConstructedLSA:
     """An LSA model computing `layers` GD++ steps (see `solvers.gd_plus_plus`)."""
     _check(d, n_ctx, layers)

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 import jax
 import numpy as np
 
+from icl.checks import first_line
+
 ADDRESS, COUNT, INDEX, LOCAL_DEVICES = "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "JAX_LOCAL_DEVICE_IDS"
 
 
@@ -71,8 +73,7 @@ def initialize(env: Mapping[str, str] = os.environ) -> None:
         jax.distributed.initialize(**kwargs)
     except (RuntimeError, ValueError) as error:  # one line, not JAX's traceback
         where = f" (coordinator {kwargs['coordinator_address']})" if kwargs else ""
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"could not join the multi-process run{where}: {first}") from error
+        raise ValueError(f"could not join the multi-process run{where}: {first_line(error)}") from error
 
 
 def is_main() -> bool:

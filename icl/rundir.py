@@ -33,6 +33,8 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
+from icl.checks import first_line
+
 LOG, SUMMARY, CONFIG, LOCK = "log.jsonl", "summary.json", "config.json", ".lock"
 # Fields a resumed run may change: they do not change the trained parameters.
 FREE_FIELDS = ("train.steps", "compare_against", "train.final_eval_tasks")
@@ -174,11 +176,13 @@ def restore(mgr: ocp.CheckpointManager, step: int, target: dict) -> dict:
     return mgr.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
-def restore_latest(run_dir: Path, target: dict, echo=print) -> tuple[ocp.CheckpointManager, int, dict | None]:
+def restore_latest(run_dir: Path, target: dict, echo=print, mgr: ocp.CheckpointManager | None = None
+                   ) -> tuple[ocp.CheckpointManager, int, dict | None]:
     """(manager, step, restored state) of the newest readable checkpoint; (manager, 0, None) if
     there is none. An unreadable checkpoint is moved to <run>/corrupt/<step> (nothing is deleted)
-    and the one before it is tried; a checkpoint of another shape is refused (CheckpointMismatch)."""
-    mgr = manager(run_dir)
+    and the one before it is tried; a checkpoint of another shape is refused (CheckpointMismatch).
+    `mgr`: the run directory's open manager, if the caller has one."""
+    mgr = mgr or manager(run_dir)
     while mgr.latest_step() is not None:
         step = mgr.latest_step()
         try:
@@ -190,7 +194,7 @@ def restore_latest(run_dir: Path, target: dict, echo=print) -> tuple[ocp.Checkpo
             try:
                 return mgr, step, restore(mgr, step, target)
             except Exception as error:  # noqa: BLE001  orbax raises many kinds for a damaged file
-                reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+                reason = f"{type(error).__name__}: {first_line(error)[:200]}"
         else:
             reason = "unreadable metadata"
         mgr.close()

@@ -1,15 +1,11 @@
-"""Train LSA transformers on in-context regression, many seeds in one program, and compare them.
-
-A run is a pure function of its `ExperimentConfig`:
-  * run i of `n_seeds` has root key `key(seed + i)`; its initial weights come from
-    `fold_in(root, 0)` and the tasks of step t from `fold_in(fold_in(root, 1), t)`, drawn inside
-    the jitted step, so a resumed run sees exactly the data of an uninterrupted one;
-  * held-out tasks (evaluation, final table, the optimal GD lr) come from `key(eval_seed)` by
-    another path, so they are never trained on;
-  * `eval_every` steps are one dispatch (`lax.scan`), vmapped over seeds.
+"""The training loop: train (or resume) one experiment in a run directory, many seeds in one
+program, and compare the result with the solvers.
 
 A run directory holds `config.json`, `log.jsonl` (one line per evaluation), `checkpoints/`
-(orbax; the last two kept) and, at the end, `summary.json`.
+(orbax; the last two kept) and, at the end, `summary.json`; what each promises, and what a crash,
+Ctrl-C or a second process can and cannot do to it: `icl.rundir`. What runs on the devices (the
+compiled train chunk, the mesh, the keys, the final table): `icl.trainer`, whose names are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -27,240 +23,36 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from flax import nnx
 from jax.experimental import multihost_utils
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from icl import compare, models, rundir, solvers
+from icl.checks import first_line
+from icl.config import ExperimentConfig
 from icl.rundir import CheckpointMismatch
-from icl.distributed import to_host
-from icl.config import ExperimentConfig, OptimConfig
+from icl.trainer import (  # noqa: F401  (re-exported: the public training API lives in icl.train)
+    HeldOut,
+    ModelSpec,
+    Trainer,
+    build_optimizer,
+    data_keys,
+    final_table,
+    heldout_key,
+    init_params,
+    make_mesh,
+    model_spec,
+    seeds_of,
+    stack_seeds,
+    unstack_seeds,
+)
 
 LOG, SUMMARY, CONFIG = rundir.LOG, rundir.SUMMARY, rundir.CONFIG
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became non-finite; the last good checkpoint is kept."""
-
-
-def build_optimizer(config: OptimConfig, total_steps: int) -> optax.GradientTransformation:
-    """Clip by global norm, then adam / adamw / sgd with a warm-up and constant or cosine schedule."""
-    decay_steps = max(total_steps - config.warmup_steps, 1)
-    if config.schedule == "cosine":
-        main = optax.cosine_decay_schedule(config.lr, decay_steps)
-    else:
-        main = optax.constant_schedule(config.lr)
-    if config.warmup_steps:
-        warmup = optax.linear_schedule(0.0, config.lr, config.warmup_steps)
-        schedule = optax.join_schedules([warmup, main], [config.warmup_steps])
-    else:
-        schedule = main
-    if config.name == "sgd":
-        opt = optax.sgd(schedule)
-    elif config.name == "adam":
-        opt = optax.adam(schedule, b1=config.b1, b2=config.b2)
-    else:
-        opt = optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay)
-    return optax.chain(optax.clip_by_global_norm(config.grad_clip), opt) if config.grad_clip else opt
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """How to turn a pure-dict parameter tree back into the NNX model (static across a run)."""
-
-    graphdef: Any
-    template: Any  # nnx.State of Params, for the tree structure
-    rest: Any  # non-trainable variables (e.g. the query's w0)
-
-    def model(self, params: dict) -> models.LSATransformer:
-        state = jax.tree.map(lambda x: x, self.template)
-        nnx.replace_by_pure_dict(state, params)
-        return nnx.merge(self.graphdef, state, self.rest)
-
-    def predictor(self, params: dict) -> compare.Predictor:
-        return self.model(params).predict
-
-
-def model_spec(config: ExperimentConfig) -> ModelSpec:
-    graphdef, template, rest = nnx.split(models.build(config.model, config.task.d, 0), nnx.Param, ...)
-    return ModelSpec(graphdef, template, rest)
-
-
-def init_params(config: ExperimentConfig, seed: int) -> dict:
-    """Initial parameters (a pure dict) of the run with this seed."""
-    key = jax.random.fold_in(jax.random.key(seed), 0)
-    model = models.build(config.model, config.task.d, key)
-    return nnx.to_pure_dict(nnx.state(model, nnx.Param))
-
-
-def seeds_of(config: ExperimentConfig) -> list[int]:
-    return [config.train.seed + i for i in range(config.train.n_seeds)]
-
-
-def data_keys(config: ExperimentConfig) -> jax.Array:
-    """[S] keys; step t of seed i trains on tasks from fold_in(data_keys[i], t)."""
-    return jnp.stack([jax.random.fold_in(jax.random.key(s), 1) for s in seeds_of(config)])
-
-
-def heldout_key(config: ExperimentConfig, purpose: int) -> jax.Array:
-    """0: evaluation during training, 1: final table, 2: the optimal GD lr."""
-    return jax.random.fold_in(jax.random.key(config.train.eval_seed), purpose)
-
-
-def make_mesh(config: ExperimentConfig, devices=None) -> Mesh:
-    """A (seeds, data) device mesh for the run, with a clear error if the devices are too few.
-
-    `devices`: the devices to lay the mesh on (default `jax.devices()`, every process's); `icl aot`
-    passes the devices of a hardware target description instead."""
-    cfg = config.train
-    devices = jax.devices() if devices is None else list(devices)
-    data = cfg.data_parallel or max(len(devices) // cfg.seed_parallel, 1)
-    if cfg.seed_parallel * data > len(devices):
-        raise ValueError(
-            f"train: seed_parallel x data_parallel = {cfg.seed_parallel} x {data} devices requested, "
-            f"but JAX sees {len(devices)} ({jax.default_backend()})"
-        )
-    if cfg.batch_size % data:
-        raise ValueError(f"train: batch_size ({cfg.batch_size}) must be divisible by the {data} data-parallel devices")
-    return jax.make_mesh(
-        (cfg.seed_parallel, data), ("seeds", "data"), axis_types=(AxisType.Auto,) * 2,
-        devices=devices[: cfg.seed_parallel * data],
-    )
-
-
-class Trainer:
-    """The compiled pieces of one experiment: initialisation, the chunked train step, evaluation.
-
-    State (parameters, optimiser state, keys) carries a leading seed axis, sharded over the mesh's
-    `seeds` axis and replicated over `data`; each step's task batch is sampled on device and
-    sharded over `data`, so data parallelism needs no host input pipeline and the gradient
-    all-reduce is inserted by XLA. On one device all of this is a no-op.
-    """
-
-    def __init__(self, config: ExperimentConfig, devices=None):
-        self.config = config
-        self.spec = model_spec(config)
-        self.optimizer = build_optimizer(config.optim, config.train.steps)
-        self.mesh = make_mesh(config, devices)
-        self.state_sharding = NamedSharding(self.mesh, P("seeds"))
-        self.batch_sharding = NamedSharding(self.mesh, P("data"))  # per seed, inside the vmap
-        self.replicated = NamedSharding(self.mesh, P())
-        self.trace_count = 0  # how often the train chunk was traced (compiled): guards retracing
-        self.on_batch_sharding = None  # test hook: called with the batch's sharding at trace time
-        from icl.precision import highest, traced_at  # noqa: PLC0415  (icl.precision: the policy)
-
-        self._chunk = jax.jit(
-            traced_at(config.train.matmul_precision, self._train_chunk), static_argnums=3,
-            out_shardings=(self.state_sharding, self.state_sharding, self.replicated),
-        )
-        self._eval = jax.jit(highest(jax.vmap(self._eval_one, in_axes=(0, None, None))), out_shardings=self.replicated)
-
-    # -- state ---------------------------------------------------------------------------------
-    def shard(self, tree):
-        """Place a tree with a leading seed axis on the mesh."""
-        return jax.device_put(tree, self.state_sharding)
-
-    def init(self) -> tuple[dict, Any]:
-        params = jax.tree.map(lambda *xs: jnp.stack(xs), *[init_params(self.config, s) for s in seeds_of(self.config)])
-        params = self.shard(params)
-        return params, self.shard(jax.vmap(self.optimizer.init)(params))
-
-    def keys(self) -> jax.Array:
-        """[S] data keys, made on the mesh (a typed key array cannot be `device_put` onto devices
-        of other processes; a jitted function can create it there)."""
-        return jax.jit(lambda: data_keys(self.config), out_shardings=self.state_sharding)()
-
-    # -- training ------------------------------------------------------------------------------
-    def loss(self, params: dict, batch) -> jax.Array:
-        y_hat = self.spec.model(params).predict(batch.x_ctx, batch.y_ctx, batch.x_query)
-        return compare.loss(y_hat, batch.y_query)
-
-    def sample(self, data_key, step):
-        cfg = self.config.train
-        with jax.threefry_partitionable(not cfg.fast_sampling):
-            batch = self.config.task.sample(jax.random.fold_in(data_key, step), cfg.batch_size)
-        batch = jax.lax.with_sharding_constraint(batch, self.batch_sharding)
-        if self.on_batch_sharding is not None:
-            jax.debug.inspect_array_sharding(batch.x_ctx, callback=self.on_batch_sharding)
-        return batch
-
-    def _step_one(self, params, opt_state, data_key, step):
-        loss, grads = jax.value_and_grad(self.loss)(params, self.sample(data_key, step))
-        updates, opt_state = self.optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    def _train_chunk(self, params, opt_state, keys, n_steps, start):
-        """n_steps steps from `start` for every seed: returns params, opt_state, losses [n_steps, S]."""
-        self.trace_count += 1
-        step_all = jax.vmap(self._step_one, in_axes=(0, 0, 0, None), spmd_axis_name="seeds")
-        group = self.config.train.seed_group
-        if group and group < self.config.train.n_seeds:
-            step_all = _grouped(jax.vmap(self._step_one, in_axes=(0, 0, 0, None)), group)
-
-        def body(carry, step):
-            params, opt_state = carry
-            params, opt_state, loss = step_all(params, opt_state, keys, step)
-            return (params, opt_state), loss
-
-        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), start + jnp.arange(n_steps))
-        return params, opt_state, losses
-
-    def train_chunk(self, params, opt_state, keys, start: int, n_steps: int):
-        return self._chunk(params, opt_state, keys, n_steps, jnp.asarray(start, jnp.int32))
-
-    # -- evaluation ----------------------------------------------------------------------------
-    def _eval_one(self, params, batch, lr):
-        gd = lambda xc, yc, xq: solvers.gd(xc, yc, xq, lr=lr)  # noqa: E731
-        return compare.compare(self.spec.predictor(params), gd, batch)
-
-    def evaluate(self, params, batch, lr) -> dict[str, np.ndarray]:
-        """Model vs one-step GD (rate lr) per seed on `batch`: loss, gd_loss, preds_diff, model_cos, model_diff."""
-        out = jax.device_get(self._eval(params, batch, lr))
-        out["gd_loss"] = out.pop("loss_other")
-        return out
-
-
-def _grouped(step_group, group: int):
-    """step_group over [S] state as S/g groups of g seeds run one after another (lax.map)."""
-
-    def step_all(params, opt_state, keys, step):
-        split = lambda t: t.reshape((-1, group) + t.shape[1:])  # noqa: E731  [S, ...] -> [S/g, g, ...]
-        merge = lambda t: t.reshape((-1,) + t.shape[2:])  # noqa: E731
-        state = jax.tree.map(split, (params, opt_state, keys))
-        params, opt_state, loss = jax.lax.map(lambda s: step_group(*s, step), state)
-        return jax.tree.map(merge, params), jax.tree.map(merge, opt_state), merge(loss)
-
-    return step_all
-
-
-def final_table(config: ExperimentConfig, params: dict, against, n_tasks: int) -> dict:
-    """The model (every seed) against each solver on `n_tasks` held-out tasks.
-
-    Returns {"model": {"loss": [S]}, "zero_loss": float, "solvers": {name: {"loss", "hparams",
-    "preds_diff": [S], "model_cos": [S], "model_diff": [S]}}}.
-    """
-    spec = model_spec(config)
-    batch = config.task.sample(heldout_key(config, 1), n_tasks)
-    from icl.precision import highest  # noqa: PLC0415
-
-    model_loss = jax.jit(highest(jax.vmap(lambda p, b: compare.loss(spec.model(p)(b), b.y_query), in_axes=(0, None))))
-    out: dict[str, Any] = {"n_tasks": n_tasks, "model": {"loss": to_host(model_loss(params, batch)).tolist()}}
-    out["zero_loss"] = float(compare.loss(jnp.zeros_like(batch.y_query), batch.y_query))
-    out["solvers"] = {}
-    for name in against:
-        predict, hparams = compare.solver_predictor(name, config.task, heldout_key(config, 2))
-        metrics = jax.jit(highest(jax.vmap(lambda p, b: compare.compare(spec.predictor(p), predict, b), in_axes=(0, None))))
-        values = to_host(metrics(params, batch))
-        out["solvers"][name] = {
-            "loss": float(values["loss_other"][0]),
-            "hparams": hparams,
-            **{k: values[k].tolist() for k in ("preds_diff", "model_cos", "model_diff")},
-        }
-    return out
 
 
 # -- the loop -----------------------------------------------------------------------------------
@@ -366,15 +158,20 @@ def train(
     pieces). On a non-finite training or held-out loss it raises `TrainingDiverged`; the
     checkpoints on disk are all of finite states. SIGTERM or Ctrl-C checkpoint the last completed
     chunk and stop (SystemExit 143 / KeyboardInterrupt). What the directory promises:
-    `icl.rundir`.
+    `icl.rundir`. A float64 run switches float64 on for its duration and restores the caller's
+    setting after it (`load_params` switches it on to read a float64 run).
     """
-    if config.train.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     main_process = jax.process_index() == 0  # multi-host: one process writes the files
-    with rundir.lock(run_dir) if main_process else contextlib.nullcontext():
-        return _train_locked(config, run_dir, until_step, progress, echo, main_process)
+    x64_before = jax.config.jax_enable_x64
+    if config.train.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    try:
+        with rundir.lock(run_dir) if main_process else contextlib.nullcontext():
+            return _train_locked(config, run_dir, until_step, progress, echo, main_process)
+    finally:
+        jax.config.update("jax_enable_x64", x64_before)  # the caller's precision, as it was
 
 
 def check_solvers(config: ExperimentConfig) -> None:
@@ -383,11 +180,10 @@ def check_solvers(config: ExperimentConfig) -> None:
     batch = jax.eval_shape(lambda: config.task.sample(jax.random.key(0), 2))
     for spec in config.compare_against:
         try:
-            predict, _ = compare.solver_predictor(spec, config.task, heldout_key(config, 2))
+            predict, _ = compare.solver_predictor(spec, config.task, heldout_key(config, HeldOut.GD_LR))
             jax.eval_shape(predict, batch.x_ctx, batch.y_ctx, batch.x_query)
         except (TypeError, ValueError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ValueError(f"compare_against: {spec!r} does not work on the {config.task.family} task: {first}") from None
+            raise ValueError(f"compare_against: {spec!r} does not work on the {config.task.family} task: {first_line(error)}") from None
 
 
 def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_process: bool) -> dict:
@@ -395,9 +191,13 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
     check_solvers(config)
     trainer = Trainer(config)  # a config the devices cannot run fails here, before anything is written
     params, opt_state = trainer.init()
-    has_checkpoint = any(p.name.isdigit() for p in (run_dir / "checkpoints").glob("*"))
-    rundir.check_config(run_dir, config, has_checkpoint)
-    manager, start, restored = rundir.restore_latest(run_dir, {"params": params, "opt_state": opt_state}, echo)
+    manager = rundir.manager(run_dir)  # lists the checkpoints once
+    try:
+        rundir.check_config(run_dir, config, has_checkpoint=manager.latest_step() is not None)
+    except CheckpointMismatch:
+        manager.close()
+        raise
+    manager, start, restored = rundir.restore_latest(run_dir, {"params": params, "opt_state": opt_state}, echo, manager)
     if restored is not None:
         params, opt_state = restored["params"], restored["opt_state"]
         echo(f"resuming {run_dir} from step {start}")
@@ -418,8 +218,8 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
     echo(f"devices: {', '.join(_devices())} (backend {jax.default_backend()}, {jax.process_count()} process(es)); "
          f"mesh {dict(trainer.mesh.shape)}; "
          f"{cfg.n_seeds} seed(s) x batch {cfg.batch_size}, steps {start} -> {end}")
-    eval_batch = config.task.sample(heldout_key(config, 0), cfg.eval_tasks)
-    lr = solvers.optimal_gd_lr(config.task, heldout_key(config, 2))
+    eval_batch = config.task.sample(heldout_key(config, HeldOut.EVAL), cfg.eval_tasks)
+    lr = solvers.optimal_gd_lr(config.task, heldout_key(config, HeldOut.GD_LR))
     keys = trainer.keys()
     bar = _progress(progress and main_process, start, end)
     log, wall_before = _open_log(run_dir, start, main_process, echo)
@@ -520,7 +320,7 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
 def seed_models(config: ExperimentConfig, params: dict) -> list[models.LSATransformer]:
     """The trained model of every seed, from parameters stacked over seeds."""
     spec = model_spec(config)
-    return [spec.model(jax.tree.map(lambda x, i=i: x[i], params)) for i in range(config.train.n_seeds)]
+    return [spec.model(p) for p in unstack_seeds(params, config.train.n_seeds)]
 
 
 def load_params(run_dir: str | Path, config: ExperimentConfig | None = None, step: int | None = None) -> tuple[ExperimentConfig, dict, int]:

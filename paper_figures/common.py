@@ -20,7 +20,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from icl import train
+from icl import runs
 from icl.plots import band, pyplot  # noqa: F401  (the figure scripts use common.band / common.pyplot)
 from icl.config import ExperimentConfig
 
@@ -48,38 +48,16 @@ def parse_args(description: str) -> argparse.Namespace:
 
 
 def run(config: ExperimentConfig, args: argparse.Namespace) -> tuple[dict, dict]:
-    """Train `config` (or reuse the finished run) in <out>/runs/<config.name>; (summary, params)."""
-    run_dir = args.out / "runs" / config.name
-    summary = train.train(config, run_dir, progress=False, echo=lambda *_: None)
-    _, params, _ = train.load_params(run_dir, config)
+    """Train `config` (or reuse the finished run) in <out>/runs/<config.name>; (summary, params).
+    Adds the run's training wall time to args.train_wall_s (the numbers file reports the sum)."""
+    summary, trained = runs.train_run(config, args.out / "runs" / config.name)
     args.train_wall_s = getattr(args, "train_wall_s", 0.0) + float(summary.get("wall_s", 0.0))
-    return summary, params
+    return summary, trained.params
 
 
 def train_in_pieces(config: ExperimentConfig, args: argparse.Namespace, steps, measure, cache: str, init=None) -> dict:
-    """Train `config` in pieces (`train.train(..., until_step=s)` for each s of `steps`) and record
-    `measure(step, params)` (JSON-able) at each; returns {str(step): measurement}, cached in
-    <run dir>/<cache> so reruns skip measured steps. Step 0 uses `init()` (skipped when None).
-    A finished run keeps only its last checkpoints: steps it can no longer read are skipped."""
-    run_dir = args.out / "runs" / config.name
-    path = run_dir / cache
-    pieces = json.loads(path.read_text()) if path.exists() else {}
-    for step in steps:
-        if str(step) in pieces or (step == 0 and init is None):
-            continue
-        if step == 0:
-            params = init()
-        else:
-            train.train(config, run_dir, until_step=step, progress=False, echo=lambda *_: None)
-            try:
-                _, params, _ = train.load_params(run_dir, config, step=step)
-            except Exception as error:  # noqa: BLE001  (the checkpoint of that step is gone)
-                print(f"  step {step}: no checkpoint to read ({type(error).__name__}); skipped")
-                continue
-        pieces[str(step)] = measure(step, params)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(pieces))
-    return pieces
+    """`icl.runs.train_in_pieces` in <out>/runs/<config.name>."""
+    return runs.train_in_pieces(config, args.out / "runs" / config.name, steps, measure, cache, init)
 
 
 def save(fig, path: Path, title: str) -> None:
@@ -125,10 +103,4 @@ def mode(args: argparse.Namespace) -> str:
     return f"intermediate ({', '.join(changed)})" if changed else "full"
 
 
-def stats(values) -> dict:
-    """{"mean", "std", "min", "max", "values"} over seeds (the last axis) of a list or array."""
-    values = np.asarray(values, dtype=float)
-    return {
-        "mean": values.mean(-1).tolist(), "std": values.std(-1).tolist(),
-        "min": values.min(-1).tolist(), "max": values.max(-1).tolist(), "values": values.tolist(),
-    }
+stats = runs.stats  # noqa: E305  (the scripts' name for it)

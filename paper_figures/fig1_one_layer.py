@@ -1,38 +1,24 @@
 """Figure 1 (von Oswald et al. 2023, Fig. 2): one trained LSA layer vs one step of gradient descent.
 
-Trains the paper's one-layer LSA (experiments.paper_1layer: d = N = 10, x ~ U(-0.5, 0.5)^10,
-w ~ N(0, I), no noise, batch 2048, Adam 1e-3) for 5 seeds and shows, over training,
-  * the held-out loss of the trained model, of one GD step at the optimal eta
-    (solvers.optimal_gd_lr, closed form) and of the interpolated model (compare.interpolate, halfway
-    between the trained model and constructions.gd_model in (W_K^T W_Q, P W_V) product space);
-  * model_cos / model_diff / preds_diff between the trained model and GD;
-and, for the trained models, the out-of-distribution loss when test inputs are scaled by
-alpha in [0.5, 2] (compare.sweep over compare.input_scale_variants), model vs GD vs interpolated.
+Over training (5 seeds of experiments.fig1_one_layer, trained in pieces; the pieces' results are
+kept in <run>/fig1_pieces.json): the held-out loss of the model, of one GD step at the optimal eta
+and of the model interpolated halfway to the GD construction; model_cos / model_diff / preds_diff
+vs GD; then the loss under test inputs scaled by alpha in [0.5, 2] (icl.analysis.interpolation).
 
-The interpolated model over training needs the parameters at intermediate steps: the run is
-trained in pieces (train.train(..., until_step=s)), and the pieces' results are kept in
-<run>/fig1_pieces.json so a rerun reuses them.
-
-    python paper_figures/fig1_one_layer.py            # full: 5,000 steps, 5 seeds (~6 min, 2-core CPU)
+    python paper_figures/fig1_one_layer.py            # full: 5,000 steps, 5 seeds (~30 min, 2-core CPU)
     python paper_figures/fig1_one_layer.py --quick    # 1,000 steps of batch 512, 2 seeds (~1 min)
 """
 
 from __future__ import annotations
 
-import dataclasses
-
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 import common
-import experiments
-from icl import compare, constructions, solvers, train
-from icl.config import ExperimentConfig, TrainConfig
+from icl import plots, runs, solvers, train
+from icl.analysis import interpolation, plateau
+from icl.experiments import fig1_one_layer as study
 
-NAME = "fig1_one_layer"
-ALPHAS = np.linspace(0.5, 2.0, 7)  # input scale of the out-of-distribution sweep
+NAME = study.STUDY
 PUBLISHED = {
     "source": "docs/math.md reference numbers: the official code on a 2-core CPU, 5,000 steps, 1 seed, "
     "10,000 held-out tasks (the setup of the paper's Fig. 2)",
@@ -48,85 +34,14 @@ PUBLISHED = {
 }
 
 
-def make_config(quick: bool, steps: int | None = None, batch_size: int | None = None) -> ExperimentConfig:
-    base = experiments.get("paper_1layer")
-    if quick:
-        cfg = TrainConfig(steps=1000, batch_size=512, n_seeds=2, eval_every=50, ckpt_every=1000,
-                          eval_tasks=1024, final_eval_tasks=2000)
-    else:
-        cfg = dataclasses.replace(base.train, steps=steps or base.train.steps, batch_size=batch_size or base.train.batch_size, n_seeds=5)
-    return dataclasses.replace(base, name=NAME, train=cfg)
-
-
-def piece_steps(config: ExperimentConfig) -> list[int]:
-    """Steps where the interpolated model is evaluated: dense early (the plateau and the drop)."""
-    end = config.train.steps
-    dense = list(range(0, min(end, 1000) + 1, 100))
-    return sorted(set(dense + list(range(1000, end + 1, 500)) + [end]))
-
-
-def stacked_init(config: ExperimentConfig) -> dict:
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *[train.init_params(config, s) for s in train.seeds_of(config)])
-
-
-def interpolated_params(config: ExperimentConfig, params: dict, eta: float) -> dict:
-    """Per seed: compare.interpolate(trained, gd_model, 0.5), as parameters of the same config."""
-    target = constructions.gd_model(config.task.d, config.task.n_ctx, lr=eta, layers=1)
-    mids = []
-    for model in train.seed_models(config, params):
-        mid = compare.interpolate(model, target, 0.5)
-        mids.append(nnx.to_pure_dict(nnx.state(mid, nnx.Param)))
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *mids)
-
-
-def evaluate_pieces(config: ExperimentConfig, args, trainer: train.Trainer, batch, eta: float) -> dict:
-    """Train in pieces; at each piece the model and the interpolated model vs GD on `batch`."""
-
-    def measure(step: int, params) -> dict:
-        model = trainer.evaluate(params, batch, eta)
-        mid = trainer.evaluate(interpolated_params(config, params, eta), batch, eta)
-        print(f"  step {step}: model {np.mean(model['loss']):.4f}  interpolated {np.mean(mid['loss']):.4f}  "
-              f"GD {float(model['gd_loss'][0]):.4f}", flush=True)
-        return {
-            "model_loss": model["loss"].tolist(), "gd_loss": float(model["gd_loss"][0]),
-            "interp_loss": mid["loss"].tolist(), "interp_model_cos": mid["model_cos"].tolist(),
-            "model_cos": model["model_cos"].tolist(),
-        }
-
-    pieces = common.train_in_pieces(config, args, piece_steps(config), measure, "fig1_pieces.json",
-                                    init=lambda: stacked_init(config))
-    steps = sorted(int(s) for s in pieces)
-    return {
-        "steps": steps,
-        **{k: [pieces[str(s)][k] for s in steps] for k in ("model_loss", "interp_loss", "interp_model_cos", "model_cos")},
-        "gd_loss": [pieces[str(s)]["gd_loss"] for s in steps],
-    }
-
-
-def ood_sweep(config: ExperimentConfig, params: dict, eta: float, n_tasks: int) -> dict:
-    """Loss vs input scale alpha for every seed's model and interpolated model, and for GD."""
-    spec = train.model_spec(config)
-    mids = interpolated_params(config, params, eta)
-    predictors = {"gd": jax.jit(lambda xc, yc, xq: solvers.gd(xc, yc, xq, lr=eta))}
-    for i in range(config.train.n_seeds):
-        for kind, tree in (("model", params), ("interpolated", mids)):
-            p = jax.tree.map(lambda x, i=i: x[i], tree)
-            predictors[f"{kind}/{i}"] = jax.jit(lambda xc, yc, xq, p=p: spec.model(p).predict(xc, yc, xq))
-    key = jax.random.fold_in(jax.random.key(config.train.eval_seed), 3)  # a held-out path train does not use
-    losses = compare.sweep(predictors, compare.input_scale_variants(config.task, ALPHAS), key, n_tasks)
-    per_seed = lambda kind: np.array([losses[f"{kind}/{i}"] for i in range(config.train.n_seeds)]).T  # noqa: E731
-    return {"alphas": ALPHAS.tolist(), "gd": losses["gd"], "model": common.stats(per_seed("model")),
-            "interpolated": common.stats(per_seed("interpolated"))}
-
-
-def draw(path, log, pieces, ood, summary, config):
+def draw(path, log, pieces, ood, config):
     plt = common.pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.4))
     steps = np.array([r["step"] for r in log])
     ax = axes[0]
     common.band(ax, steps, [r["loss"] for r in log], "trained LSA")
     ax.plot(steps, [r["gd_loss"][0] for r in log], "k--", label="1 step GD, optimal eta")
-    mid = np.asarray(pieces["interp_loss"])
+    mid = np.asarray(pieces["interp_loss"])  # [pieces, S]
     ax.errorbar(pieces["steps"], mid.mean(1), yerr=[mid.mean(1) - mid.min(1), mid.max(1) - mid.mean(1)],
                 fmt="o", ms=4, color="C1", label="interpolated (trained + GD construction)/2")
     ax.set(xlabel="training step", ylabel="held-out loss", title="loss over training", ylim=(0, 0.5))
@@ -151,21 +66,27 @@ def draw(path, log, pieces, ood, summary, config):
 
 
 def main() -> None:
-    from icl import plots  # noqa: PLC0415
-
     args = common.parse_args(__doc__.splitlines()[0])
-    config = make_config(args.quick, args.steps, args.batch_size)
-    run_dir = args.out / "runs" / config.name
+    config = study.config("quick" if args.quick else "full", args.steps, args.batch_size)
     trainer = train.Trainer(config)
-    eta = solvers.optimal_gd_lr(config.task, train.heldout_key(config, 2))
-    batch = config.task.sample(train.heldout_key(config, 1), config.train.final_eval_tasks)
+    eta = solvers.optimal_gd_lr(config.task, train.heldout_key(config, train.HeldOut.GD_LR))
+    batch = config.task.sample(train.heldout_key(config, train.HeldOut.FINAL), config.train.final_eval_tasks)
     print(f"{NAME}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps, eta {eta:.3f}", flush=True)
-    pieces = evaluate_pieces(config, args, trainer, batch, eta)
+
+    def measure(step: int, params) -> dict:
+        m = interpolation.piece_metrics(trainer, params, batch, eta)
+        print(f"  step {step}: model {np.mean(m['model_loss']):.4f}  interpolated {np.mean(m['interp_loss']):.4f}  "
+              f"GD {m['gd_loss']:.4f}", flush=True)
+        return m
+
+    measured = common.train_in_pieces(config, args, study.piece_steps(config), measure, "fig1_pieces.json",
+                                      init=lambda: runs.initial_params(config))
+    pieces = interpolation.piece_table(measured)
     summary, params = common.run(config, args)
-    ood = ood_sweep(config, params, eta, config.train.final_eval_tasks)
-    log = plots.read_log(run_dir)
+    ood = interpolation.ood_sweep(config, params, eta, study.ALPHAS, config.train.final_eval_tasks)
+    log = plots.read_log(args.out / "runs" / config.name)
     png, _ = common.figure_paths(args, NAME)
-    draw(png, log, pieces, ood, summary, config)
+    draw(png, log, pieces, ood, config)
 
     gd = summary["solvers"]["gd"]
     final = {
@@ -176,12 +97,9 @@ def main() -> None:
         **{k: common.stats(gd[k]) for k in ("model_cos", "model_diff", "preds_diff")},
         "train_steps_per_s": summary["train_steps_per_s"],
     }
-    losses = np.asarray([r["loss"] for r in log])  # [T, S]
-    near_gd = [int(steps_) for steps_ in
-               [next((r["step"] for r in log if r["loss"][i] < 1.05 * r["gd_loss"][0]), -1) for i in range(losses.shape[1])]]
     numbers = {
         "final": final,
-        "first_step_within_5pct_of_gd": near_gd,
+        "first_step_within_5pct_of_gd": plateau.first_step_near_gd(log),
         "over_training": {
             "steps": [r["step"] for r in log],
             **{k: common.stats([r[k] for r in log]) for k in ("loss", "model_cos", "model_diff", "preds_diff")},

@@ -97,3 +97,12 @@ def test_preconditioner_terms_reproduce_a_random_layer(batch):
     np.testing.assert_allclose(np.asarray(model.predict(batch.x_ctx, batch.y_ctx, batch.x_query)), expected, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="expected d \\+ 1"):
         compare.preconditioner(model.layers[0], d + 1)
+
+
+def test_loss_refuses_shapes_that_would_broadcast():
+    """[B, 1] against [B] would broadcast to [B, B] and average the wrong differences."""
+    y = jnp.arange(4.0)
+    np.testing.assert_allclose(compare.loss(y + 1.0, y), 0.5)
+    with pytest.raises(ValueError, match=r"loss: y_hat \(4, 1\) and y \(4,\) must have the same shape") as err:
+        compare.loss(y[:, None], y)
+    assert "\n" not in str(err.value)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import experiments
+from icl import experiments
 from icl import cli, compare, solvers, tasks, train
 from icl.config import ExperimentConfig, OptimConfig, TrainConfig, apply_overrides
 from icl.models import ModelConfig
@@ -104,7 +104,7 @@ def test_icl_list_shows_each_familys_baselines(capsys):
 
 
 def test_every_family_has_an_experiment_comparing_against_its_baselines():
-    from experiments import families
+    from icl.experiments import families
 
     covered = {config.task.family for config in families.CONFIGS}
     assert set(NEW_FAMILIES) | {"linear", "sine"} <= covered  # linear: noisy and ill-conditioned

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import experiments
+from icl import experiments
 from icl import models, solvers, tasks, train
 from icl.models.lsa import Frozen
 

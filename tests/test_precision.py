@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import experiments
+from icl import experiments
 from icl import compare, constructions, models, probes, rundir, solvers, tasks, train, verify
 from icl.config import ExperimentConfig, TrainConfig, apply_overrides
 

@@ -3,7 +3,7 @@ lists, which must compare equal to the config's tuples."""
 
 import dataclasses
 
-import experiments
+from icl import experiments
 from icl import tasks, train
 
 

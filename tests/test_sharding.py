@@ -9,15 +9,20 @@ import textwrap
 SCRIPT = textwrap.dedent(
     """
     import json, dataclasses, jax, numpy as np
-    import experiments
+    from icl import experiments
     from icl import train
     assert len(jax.devices()) == 8
     base = experiments.get("tiny")
+    seen = []
+    class Watched(train.Trainer):  # records the sharding of each step's batch at trace time
+        def sample(self, data_key, step):
+            batch = super().sample(data_key, step)
+            jax.debug.inspect_array_sharding(batch.x_ctx, callback=seen.append)
+            return batch
     def losses(**kw):
         cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, dtype="float64", **kw))
-        trainer = train.Trainer(cfg)
-        seen = []
-        trainer.on_batch_sharding = seen.append
+        trainer = Watched(cfg)
+        seen.clear()
         params, opt_state = trainer.init()
         keys = trainer.keys()
         params, opt_state, losses = trainer.train_chunk(params, opt_state, keys, 0, 25)

@@ -199,6 +199,31 @@ def test_registry_and_shape_errors():
         solvers.preconditioned_gd(x, y, xq, np.eye(3))
 
 
+
+@pytest.mark.parametrize("name, hparams, match", [
+    ("ridge", dict(lam=-1.0), "ridge: lam must be >= 0"),
+    ("ridge", dict(lam=float("nan")), "ridge: lam must be >= 0 and finite"),
+    ("ridge", dict(lam=np.inf), "ridge: lam must be >= 0 and finite"),
+    ("ridge", dict(lam=np.float32(-0.5)), "ridge: lam must be >= 0"),
+    ("bayes_ridge", dict(noise_std=-0.1), "bayes_ridge: noise_std must be >= 0"),
+    ("bayes_ridge", dict(noise_std=np.nan), "bayes_ridge: noise_std must be >= 0 and finite"),
+    ("bayes_ridge", dict(noise_std=0.1, weight_std=0.0), "bayes_ridge: weight_std must be > 0"),
+    ("gd", dict(lr=0.1, steps=-1), "steps must be an integer >= 0"),
+])
+def test_out_of_range_hyperparameters_raise(name, hparams, match):
+    """Python / NumPy numbers out of range raise a one-line error; lam = 0 (least squares) is fine
+    and a traced lam is not checked (jit still works)."""
+    x, y, xq = _data(8)
+    with pytest.raises(ValueError, match=match) as err:
+        solvers.get(name)(x, y, xq, **hparams)
+    assert "\n" not in str(err.value)
+
+
+def test_ridge_accepts_zero_and_traced_lam():
+    x, y, xq = _data(8)
+    np.testing.assert_allclose(solvers.ridge(x, y, xq, 0), solvers.least_squares(x, y, xq), atol=ATOL)
+    np.testing.assert_allclose(jax.jit(lambda lam: solvers.ridge(x, y, xq, lam))(0.3), naive_ridge(x, y, xq, 0.3), atol=ATOL)
+
 @pytest.mark.parametrize("n_test", [3, 8, 20])
 def test_preconditioned_loss_matches_monte_carlo(n_test):
     """The closed form against the sampled loss of an arbitrary (non-symmetric) Gamma on noisy,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from icl.checks import check_int, check_number
 from icl.precision import highest
 from icl.tasks.base import check_inputs
 
@@ -21,8 +22,7 @@ def _finish(y_hat: jax.Array, squeeze: bool) -> jax.Array:
 
 
 def _check_steps(steps) -> int:
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    check_int("solver", 0, steps=steps)
     return steps
 
 
@@ -107,6 +107,7 @@ def ridge_weights(x_ctx, y_ctx, lam) -> jax.Array:
     rank-deficient contexts are handled, and float32 stays finite where the normal equations
     would not.
     """
+    check_number("ridge", lam=lam)
     u, s, vt = jnp.linalg.svd(x_ctx, full_matrices=False)  # [B,N,r], [B,r], [B,r,d]
     cutoff = max(x_ctx.shape[1:]) * jnp.finfo(x_ctx.dtype).eps * s[:, :1]
     keep = s > cutoff
@@ -119,8 +120,6 @@ def ridge_weights(x_ctx, y_ctx, lam) -> jax.Array:
 def ridge(x_ctx, y_ctx, x_query, lam) -> jax.Array:
     """Ridge regression, `w = (X^T X + lam I)^{-1} X^T y` (lam on the unnormalised X^T X)."""
     x_ctx, y_ctx, x_query, squeeze = check_inputs(x_ctx, y_ctx, x_query)
-    if isinstance(lam, (int, float)) and lam < 0:
-        raise ValueError(f"ridge: lam must be >= 0, got {lam!r}")
     return _finish(_predict_linear(ridge_weights(x_ctx, y_ctx, lam), x_query), squeeze)
 
 
@@ -135,6 +134,8 @@ def bayes_ridge(x_ctx, y_ctx, x_query, noise_std, weight_std=1.0) -> jax.Array:
     This is the Bayes-optimal prediction under squared loss for the linear family with Gaussian
     weights (for any input distribution); noise_std = 0 gives min-norm least squares.
     """
+    check_number("bayes_ridge", noise_std=noise_std)
+    check_number("bayes_ridge", positive=True, weight_std=weight_std)
     return ridge(x_ctx, y_ctx, x_query, (noise_std / weight_std) ** 2)
 
 

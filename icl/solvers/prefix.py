@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from icl.checks import check_int
 from icl.precision import highest
 from icl.tasks.base import check_inputs
 
@@ -82,8 +83,7 @@ def bootstrap_band(errors, key: jax.Array, n_boot: int = 1000, level: float = 0.
     (1 - level)/2 and (1 + level)/2 quantiles of the resampled means. Returns numpy arrays
     {"mean", "low", "high"} of shape errors.shape[1:].
     """
-    if not isinstance(n_boot, int) or n_boot < 2:
-        raise ValueError(f"bootstrap_band: n_boot must be an integer >= 2, got {n_boot!r}")
+    check_int("bootstrap_band", 2, n_boot=n_boot)
     if not 0 < level < 1:
         raise ValueError(f"bootstrap_band: level must be in (0, 1), got {level!r}")
     errors = jnp.asarray(errors)

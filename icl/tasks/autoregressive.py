@@ -66,4 +66,4 @@ class AutoregressiveDynamics:
         _, (x, y) = jax.lax.scan(step, init, noise)  # x [T, B, d], y [T, B]
         x, y = jnp.swapaxes(x, 0, 1), jnp.swapaxes(y, 0, 1)  # [B, T, d], [B, T]
         n = self.n_ctx
-        return Batch(x_ctx=x[:, :n], y_ctx=y[:, :n], x_query=x[:, n:], y_query=y[:, n:], w=a)
+        return Batch.split(x, y, n, a)

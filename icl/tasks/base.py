@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from icl.checks import check_int
+
 
 @struct.dataclass
 class Batch:
@@ -61,6 +63,12 @@ class Batch:
     @property
     def d(self) -> int:
         return self.x_ctx.shape[2]
+
+    @classmethod
+    def split(cls, x: jax.Array, y: jax.Array, n_ctx: int, w: jax.Array | None = None) -> "Batch":
+        """The batch whose first n_ctx pairs of x [B, N+M, d], y [B, N+M] are the context and the
+        rest the queries."""
+        return cls(x_ctx=x[:, :n_ctx], y_ctx=y[:, :n_ctx], x_query=x[:, n_ctx:], y_query=y[:, n_ctx:], w=w)
 
 
 class Task(Protocol):
@@ -140,9 +148,7 @@ def get(name: str, **params) -> Task:
 
 def check_positive_int(owner: str, **values: int) -> None:
     """Raise a readable ValueError unless every value is an int >= 1."""
-    for field_name, value in values.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{owner}: {field_name} must be an integer >= 1, got {value!r}")
+    check_int(owner, 1, **values)
 
 
 def check_non_negative(owner: str, **values: float) -> None:

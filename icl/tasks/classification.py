@@ -49,4 +49,4 @@ class LinearClassification:
             flip = jax.random.bernoulli(key_flip, self.flip_prob, y.shape)
             y = jnp.where(flip, -y, y)
         n = self.n_ctx
-        return Batch(x_ctx=x[:, :n], y_ctx=y[:, :n], x_query=x[:, n:], y_query=y[:, n:], w=w)
+        return Batch.split(x, y, n, w)

@@ -72,4 +72,4 @@ class LinearPoolRegression:
         w = jnp.asarray(self.pool, x.dtype)[index]  # [B, d]
         y = jnp.einsum("bnd,bd->bn", x, w) + self.noise_std * jax.random.normal(key_noise, (batch_size, n_points), x.dtype)
         n = self.n_ctx
-        return Batch(x_ctx=x[:, :n], y_ctx=y[:, :n], x_query=x[:, n:], y_query=y[:, n:], w=w)
+        return Batch.split(x, y, n, w)

@@ -69,4 +69,4 @@ class SineRegression:
         if self.noise_std > 0:
             y = y + self.noise_std * jax.random.normal(key_noise, y.shape, y.dtype)
         n = self.n_ctx
-        return Batch(x_ctx=x[:, :n], y_ctx=y[:, :n], x_query=x[:, n:], y_query=y[:, n:])
+        return Batch.split(x, y, n)

@@ -42,9 +42,10 @@ class SparseLinearRegression:
     def solver_hparams(self, name: str) -> dict:
         """Lasso's alpha: sigma^2 / tau (the MAP alpha for a Laplace prior of the same scale),
         floored at 0.01 so noiseless tasks get near basis pursuit (min ||w||_1 s.t. X w = y) and
-        1000 FISTA steps converge (d = 10, N = 8, k = 3: loss 0.025 vs 0.30 for least squares)."""
+        FISTA converges within its default budget (d = 10, N = 8, k = 3: loss 0.04 vs 0.30 for
+        least squares on 10,000 tasks)."""
         if name == "lasso":
-            return {"alpha": max(self.noise_std**2 / max(self.weight_std, 1e-12), 0.01), "steps": 1000}
+            return {"alpha": max(self.noise_std**2 / max(self.weight_std, 1e-12), 0.01)}
         return {}
 
     def sample(self, key: jax.Array, batch_size: int) -> Batch:
@@ -60,4 +61,4 @@ class SparseLinearRegression:
         if self.noise_std > 0:
             y = y + self.noise_std * jax.random.normal(key_noise, y.shape, y.dtype)
         n = self.n_ctx
-        return Batch(x_ctx=x[:, :n], y_ctx=y[:, :n], x_query=x[:, n:], y_query=y[:, n:], w=w)
+        return Batch.split(x, y, n, w)

@@ -12,6 +12,7 @@ tiny — a few-second smoke run of the same pipeline (d = 3, N = 5, batch 64, 20
 
 from icl import tasks
 from icl.config import ExperimentConfig, OptimConfig, TrainConfig
+from icl.experiments.registry import register
 from icl.models import ModelConfig
 
 PAPER_1LAYER = ExperimentConfig(
@@ -30,4 +31,5 @@ TINY = ExperimentConfig(
     train=TrainConfig(steps=200, batch_size=64, eval_every=20, ckpt_every=100, eval_tasks=256, final_eval_tasks=1000),
 )
 
-CONFIGS = [PAPER_1LAYER, TINY]
+for _config in (PAPER_1LAYER, TINY):
+    register(_config, study="paper")

@@ -22,7 +22,7 @@ Adam 3e-3), which beat a 2-layer softmax transformer with MLPs in 1,000 steps on
                           falling at 1,000 steps); least squares 4e-13, Newton–Schulz (10 steps)
                           0.053, preconditioned GD (Gamma*) 0.755, GD 0.908; zero 2.40
   family_sparse           sparse_linear, d = 10, k = 3, N = 8: trained 0.958 ~ GD 0.948
-                          (model_cos 0.993); Lasso 0.037, least squares 0.312; zero 1.71
+                          (model_cos 0.993); Lasso 0.039, least squares 0.312; zero 1.71
   family_pool             linear_pool, 16 tasks, d = 8, N = 16, sigma^2 = 0.25: trained 1.22;
                           dMMSE 0.123 (the noise floor 0.125), ridge 0.253; zero 3.82
   family_classification   linear_classification, d = 10, N = 20: trained 0.329; logistic
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from icl import tasks
 from icl.config import ExperimentConfig, OptimConfig, TrainConfig
+from icl.experiments.registry import register
 from icl.models import ModelConfig
 
 _TRAIN = TrainConfig(steps=1000, batch_size=256, eval_every=100, ckpt_every=500, eval_tasks=1024, final_eval_tasks=2000)
@@ -76,3 +77,5 @@ CONFIGS = [
     FAMILY_NOISY_LINEAR, FAMILY_ILL_CONDITIONED, FAMILY_SPARSE, FAMILY_POOL,
     FAMILY_CLASSIFICATION, FAMILY_RELU, FAMILY_SINE, FAMILY_AUTOREGRESSIVE,
 ]
+for _config in CONFIGS:
+    register(_config, study="families")

@@ -1,0 +1,262 @@
+"""The device side of training: optimiser, model spec, seeds and keys, the mesh, the compiled
+train chunk and evaluation (`Trainer`), and the final comparison table.
+
+Keys (a run is a pure function of its `ExperimentConfig`):
+  * seed i of `n_seeds` has root key `key(seed + i)`; its initial weights come from
+    `fold_in(root, 0)` and the tasks of step t from `fold_in(fold_in(root, 1), t)`, drawn inside
+    the jitted step, so a resumed run sees exactly the data of an uninterrupted one;
+  * held-out tasks come from `fold_in(key(eval_seed), purpose)` (`HeldOut`), never trained on;
+  * `eval_every` steps are one dispatch (`lax.scan`), vmapped over seeds.
+`icl.train` runs the loop around it (checkpoints, log, summary, signals).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from icl import compare, models, solvers
+from icl.config import ExperimentConfig, OptimConfig
+from icl.distributed import to_host
+from icl.precision import highest, traced_at
+
+
+def stack_seeds(trees: list[Any]) -> Any:
+    """[tree per seed] -> one tree with leaves [S, ...] (the layout runs train and checkpoint)."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack_seeds(params: Any, n_seeds: int) -> list[Any]:
+    """One tree with leaves [S, ...] -> [tree per seed]."""
+    return [jax.tree.map(lambda x, i=i: x[i], params) for i in range(n_seeds)]
+
+
+def build_optimizer(config: OptimConfig, total_steps: int) -> optax.GradientTransformation:
+    """Clip by global norm, then adam / adamw / sgd with a warm-up and constant or cosine schedule."""
+    decay_steps = max(total_steps - config.warmup_steps, 1)
+    if config.schedule == "cosine":
+        main = optax.cosine_decay_schedule(config.lr, decay_steps)
+    else:
+        main = optax.constant_schedule(config.lr)
+    if config.warmup_steps:
+        warmup = optax.linear_schedule(0.0, config.lr, config.warmup_steps)
+        schedule = optax.join_schedules([warmup, main], [config.warmup_steps])
+    else:
+        schedule = main
+    if config.name == "sgd":
+        opt = optax.sgd(schedule)
+    elif config.name == "adam":
+        opt = optax.adam(schedule, b1=config.b1, b2=config.b2)
+    else:
+        opt = optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay)
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip), opt) if config.grad_clip else opt
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """How to turn a pure-dict parameter tree back into the NNX model (static across a run)."""
+
+    graphdef: Any
+    template: Any  # nnx.State of Params, for the tree structure
+    rest: Any  # non-trainable variables (e.g. the query's w0)
+
+    def model(self, params: dict) -> models.LSATransformer:
+        state = jax.tree.map(lambda x: x, self.template)
+        nnx.replace_by_pure_dict(state, params)
+        return nnx.merge(self.graphdef, state, self.rest)
+
+    def predictor(self, params: dict) -> compare.Predictor:
+        return self.model(params).predict
+
+
+def model_spec(config: ExperimentConfig) -> ModelSpec:
+    graphdef, template, rest = nnx.split(models.build(config.model, config.task.d, 0), nnx.Param, ...)
+    return ModelSpec(graphdef, template, rest)
+
+
+def init_params(config: ExperimentConfig, seed: int) -> dict:
+    """Initial parameters (a pure dict) of the run with this seed."""
+    key = jax.random.fold_in(jax.random.key(seed), 0)
+    model = models.build(config.model, config.task.d, key)
+    return nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+
+def seeds_of(config: ExperimentConfig) -> list[int]:
+    return [config.train.seed + i for i in range(config.train.n_seeds)]
+
+
+def data_keys(config: ExperimentConfig) -> jax.Array:
+    """[S] keys; step t of seed i trains on tasks from fold_in(data_keys[i], t)."""
+    return jnp.stack([jax.random.fold_in(jax.random.key(s), 1) for s in seeds_of(config)])
+
+
+class HeldOut(enum.IntEnum):
+    """The purposes of held-out tasks: each draws from fold_in(key(train.eval_seed), purpose), a
+    path training never uses (it draws from key(train.seed + i)). Studies take their sets here, so
+    two never share one by accident; a new purpose gets a new number."""
+
+    EVAL = 0  # the evaluation every `eval_every` steps during training
+    FINAL = 1  # the final comparison table (summary.json) and the figures' test sets
+    GD_LR = 2  # the optimal one-step GD learning rate
+    OOD = 3  # out-of-distribution input scales (figure 1)
+    TUNE = 4  # tuning solver hyper-parameters (validation tasks, disjoint from FINAL)
+    EXTRA = 5  # a second test set of a study (claim 1's other context sizes, claim 5's orders, fig. 4's example)
+    POOL = 7  # tasks from a finite training pool (claim 4)
+    FRESH = 8  # tasks w ~ N(0, I) outside any pool (claim 4)
+
+
+def heldout_key(config: ExperimentConfig, purpose: HeldOut | int) -> jax.Array:
+    """The key of held-out tasks for `purpose` (a `HeldOut`)."""
+    return jax.random.fold_in(jax.random.key(config.train.eval_seed), int(purpose))
+
+
+def make_mesh(config: ExperimentConfig, devices=None) -> Mesh:
+    """A (seeds, data) device mesh for the run, with a clear error if the devices are too few.
+
+    `devices`: the devices to lay the mesh on (default `jax.devices()`, every process's); `icl aot`
+    passes the devices of a hardware target description instead."""
+    cfg = config.train
+    devices = jax.devices() if devices is None else list(devices)
+    data = cfg.data_parallel or max(len(devices) // cfg.seed_parallel, 1)
+    if cfg.seed_parallel * data > len(devices):
+        raise ValueError(
+            f"train: seed_parallel x data_parallel = {cfg.seed_parallel} x {data} devices requested, "
+            f"but JAX sees {len(devices)} ({jax.default_backend()})"
+        )
+    if cfg.batch_size % data:
+        raise ValueError(f"train: batch_size ({cfg.batch_size}) must be divisible by the {data} data-parallel devices")
+    return jax.make_mesh(
+        (cfg.seed_parallel, data), ("seeds", "data"), axis_types=(AxisType.Auto,) * 2,
+        devices=devices[: cfg.seed_parallel * data],
+    )
+
+
+class Trainer:
+    """The compiled pieces of one experiment: initialisation, the chunked train step, evaluation.
+
+    State (parameters, optimiser state, keys) carries a leading seed axis, sharded over the mesh's
+    `seeds` axis and replicated over `data`; each step's task batch is sampled on device and
+    sharded over `data`, so data parallelism needs no host input pipeline and the gradient
+    all-reduce is inserted by XLA. On one device all of this is a no-op.
+    """
+
+    def __init__(self, config: ExperimentConfig, devices=None):
+        self.config = config
+        self.spec = model_spec(config)
+        self.optimizer = build_optimizer(config.optim, config.train.steps)
+        self.mesh = make_mesh(config, devices)
+        self.state_sharding = NamedSharding(self.mesh, P("seeds"))
+        self.batch_sharding = NamedSharding(self.mesh, P("data"))  # per seed, inside the vmap
+        self.replicated = NamedSharding(self.mesh, P())
+
+        self._chunk = jax.jit(
+            traced_at(config.train.matmul_precision, self._train_chunk), static_argnums=3,
+            out_shardings=(self.state_sharding, self.state_sharding, self.replicated),
+        )
+        self._eval = jax.jit(highest(jax.vmap(self._eval_one, in_axes=(0, None, None))), out_shardings=self.replicated)
+
+    # -- state ---------------------------------------------------------------------------------
+    def shard(self, tree):
+        """Place a tree with a leading seed axis on the mesh."""
+        return jax.device_put(tree, self.state_sharding)
+
+    def init(self) -> tuple[dict, Any]:
+        params = stack_seeds([init_params(self.config, s) for s in seeds_of(self.config)])
+        params = self.shard(params)
+        return params, self.shard(jax.vmap(self.optimizer.init)(params))
+
+    def keys(self) -> jax.Array:
+        """[S] data keys, made on the mesh (a typed key array cannot be `device_put` onto devices
+        of other processes; a jitted function can create it there)."""
+        return jax.jit(lambda: data_keys(self.config), out_shardings=self.state_sharding)()
+
+    # -- training ------------------------------------------------------------------------------
+    def loss(self, params: dict, batch) -> jax.Array:
+        y_hat = self.spec.model(params).predict(batch.x_ctx, batch.y_ctx, batch.x_query)
+        return compare.loss(y_hat, batch.y_query)
+
+    def sample(self, data_key, step):
+        cfg = self.config.train
+        with jax.threefry_partitionable(not cfg.fast_sampling):
+            batch = self.config.task.sample(jax.random.fold_in(data_key, step), cfg.batch_size)
+        batch = jax.lax.with_sharding_constraint(batch, self.batch_sharding)
+        return batch
+
+    def _step_one(self, params, opt_state, data_key, step):
+        loss, grads = jax.value_and_grad(self.loss)(params, self.sample(data_key, step))
+        updates, opt_state = self.optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    def _train_chunk(self, params, opt_state, keys, n_steps, start):
+        """n_steps steps from `start` for every seed: returns params, opt_state, losses [n_steps, S]."""
+        step_all = jax.vmap(self._step_one, in_axes=(0, 0, 0, None), spmd_axis_name="seeds")
+        group = self.config.train.seed_group
+        if group and group < self.config.train.n_seeds:
+            step_all = _grouped(jax.vmap(self._step_one, in_axes=(0, 0, 0, None)), group)
+
+        def body(carry, step):
+            params, opt_state = carry
+            params, opt_state, loss = step_all(params, opt_state, keys, step)
+            return (params, opt_state), loss
+
+        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), start + jnp.arange(n_steps))
+        return params, opt_state, losses
+
+    def train_chunk(self, params, opt_state, keys, start: int, n_steps: int):
+        return self._chunk(params, opt_state, keys, n_steps, jnp.asarray(start, jnp.int32))
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _eval_one(self, params, batch, lr):
+        gd = lambda xc, yc, xq: solvers.gd(xc, yc, xq, lr=lr)  # noqa: E731
+        return compare.compare(self.spec.predictor(params), gd, batch)
+
+    def evaluate(self, params, batch, lr) -> dict[str, np.ndarray]:
+        """Model vs one-step GD (rate lr) per seed on `batch`: loss, gd_loss, preds_diff, model_cos, model_diff."""
+        out = jax.device_get(self._eval(params, batch, lr))
+        out["gd_loss"] = out.pop("loss_other")
+        return out
+
+
+def _grouped(step_group, group: int):
+    """step_group over [S] state as S/g groups of g seeds run one after another (lax.map)."""
+
+    def step_all(params, opt_state, keys, step):
+        split = lambda t: t.reshape((-1, group) + t.shape[1:])  # noqa: E731  [S, ...] -> [S/g, g, ...]
+        merge = lambda t: t.reshape((-1,) + t.shape[2:])  # noqa: E731
+        state = jax.tree.map(split, (params, opt_state, keys))
+        params, opt_state, loss = jax.lax.map(lambda s: step_group(*s, step), state)
+        return jax.tree.map(merge, params), jax.tree.map(merge, opt_state), merge(loss)
+
+    return step_all
+
+
+def final_table(config: ExperimentConfig, params: dict, against, n_tasks: int) -> dict:
+    """The model (every seed) against each solver on `n_tasks` held-out tasks.
+
+    Returns {"model": {"loss": [S]}, "zero_loss": float, "solvers": {name: {"loss", "hparams",
+    "preds_diff": [S], "model_cos": [S], "model_diff": [S]}}}.
+    """
+    spec = model_spec(config)
+    batch = config.task.sample(heldout_key(config, HeldOut.FINAL), n_tasks)
+    model_loss = jax.jit(highest(jax.vmap(lambda p, b: compare.loss(spec.model(p)(b), b.y_query), in_axes=(0, None))))
+    out: dict[str, Any] = {"n_tasks": n_tasks, "model": {"loss": to_host(model_loss(params, batch)).tolist()}}
+    out["zero_loss"] = float(compare.loss(jnp.zeros_like(batch.y_query), batch.y_query))
+    out["solvers"] = {}
+    for name in against:
+        predict, hparams = compare.solver_predictor(name, config.task, heldout_key(config, HeldOut.GD_LR))
+        metrics = jax.jit(highest(jax.vmap(lambda p, b: compare.compare(spec.predictor(p), predict, b), in_axes=(0, None))))
+        values = to_host(metrics(params, batch))
+        out["solvers"][name] = {
+            "loss": float(values["loss_other"][0]),
+            "hparams": hparams,
+            **{k: values[k].tolist() for k in ("preds_diff", "model_cos", "model_diff")},
+        }
+    return out
