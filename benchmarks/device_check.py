@@ -11,7 +11,7 @@ In order, each step timed and recorded as soon as it ends (a cut-off run keeps w
   4. the default job `icl train` (the one-layer paper run), its summary numbers;
   5. the float-precision tests on the accelerator (constructions, solvers, the Gram path, models,
      precision policy; pytest in float64 as in CI);
-  6. training speed of each figure's model (`icl aot`'s variants: one LSA layer, 5 clipped layers,
+  6. training speed of each figure's model (the "variants" study of `icl list`: one LSA layer, 5 clipped layers,
      softmax, sine with MLP embedding, classic tokens), steps/s after compilation;
   7. the speed benchmark `benchmarks/bench_train.py`;
   8. figure scripts in full mode, cheapest first, while the budget lasts (each under `timeout`;
@@ -126,12 +126,12 @@ def main() -> int:
     tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PRECISION_TESTS]
     record("precision_tests", run(tests, min(180.0, deadline - time.perf_counter()), env))
 
-    from icl.aot import VARIANTS
+    from icl import experiments
 
-    for name, (base, overrides) in VARIANTS.items():
+    for name in experiments.studies()["variants"]:
         folder = scratch / "speed" / name
-        sets = (*overrides, f"train.steps={SPEED_STEPS}", "train.eval_every=500", f"train.ckpt_every={SPEED_STEPS}")
-        cmd = icl + ["train", base, "--out", str(folder), "--no-progress"] + [a for s in sets for a in ("--set", s)]
+        sets = (f"train.steps={SPEED_STEPS}", "train.eval_every=500", f"train.ckpt_every={SPEED_STEPS}")
+        cmd = icl + ["train", name, "--out", str(folder), "--no-progress"] + [a for s in sets for a in ("--set", s)]
         step = run(cmd, min(90.0, deadline - time.perf_counter()), env)
         if (folder / "summary.json").exists():
             summary = json.loads((folder / "summary.json").read_text())

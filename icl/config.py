@@ -15,6 +15,7 @@ from typing import Any
 from icl import tasks
 from icl.checks import check_int
 from icl.tasks.base import check_positive_int, default_baselines
+from icl.tasks.rng import SAMPLERS
 from icl.models import ModelConfig
 from icl.precision import PRECISIONS
 
@@ -66,9 +67,11 @@ class TrainConfig:
       data_parallel: devices the task batch is split over (a `data` mesh axis); 0 = all devices
         left after seed_parallel. Parameters are replicated over this axis.
       seed_parallel: devices the seeds are split over (a `seeds` mesh axis).
-      fast_sampling: draw tasks with JAX's non-partitionable threefry, ~2x faster on CPU but a
-        different random stream than the default (same on any device count either way); on several
-        devices every device then draws the whole batch, so keep it for single-device runs.
+      sampler: the random stream training tasks are drawn from (`icl.tasks.rng`):
+        "threefry_paired" (default) is JAX's threefry hash with both words of each block used,
+        half the hashing of "threefry" (plain `jax.random`, the stream of runs written before this
+        field existed; a config.json without the field loads as "threefry"). Both give the same
+        values on any device count. Held-out tasks always come from plain `jax.random`.
       seed_group: 0 = every seed in one vmap (default); g > 0 = vmap over groups of g seeds and
         run the groups one after another (lax.map) inside the step. Same numbers; on a memory-bound
         CPU many seeds at a large batch run faster in groups (benchmarks/bench_train.py). Needs
@@ -91,7 +94,7 @@ class TrainConfig:
     dtype: str = "float32"
     data_parallel: int = 1
     seed_parallel: int = 1
-    fast_sampling: bool = False
+    sampler: str = "threefry_paired"
     seed_group: int = 0
     matmul_precision: str = "highest"
 
@@ -113,6 +116,8 @@ class TrainConfig:
             )
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"train: dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"train: sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
         if self.matmul_precision not in PRECISIONS:
             raise ValueError(f"train: matmul_precision must be one of {', '.join(PRECISIONS)}, got {self.matmul_precision!r}")
 
@@ -154,7 +159,7 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ExperimentConfig":
-        data = dict(data)
+        data = upgrade_saved(data)
         task_params = dict(data.pop("task"))
         family = task_params.pop("family")
         return cls(
@@ -168,6 +173,20 @@ class ExperimentConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def upgrade_saved(data: dict) -> dict:
+    """A saved config dict (config.json) as this version reads it. A `train` section written
+    before `sampler` existed trained on plain `jax.random` ("threefry"); one with the removed
+    `fast_sampling` on trained on a stream this version no longer draws (an error)."""
+    data = dict(data)
+    train = dict(data.get("train", {}))
+    if train.pop("fast_sampling", False):
+        raise ValueError("config: this run was trained with train.fast_sampling=true, a random stream this version "
+                         "no longer draws; finish it with the version that started it")
+    train.setdefault("sampler", "threefry")
+    data["train"] = train
+    return data
 
 
 def _coerce_fields(cls, values: dict) -> dict:

@@ -16,11 +16,15 @@ def read_log(run_dir: str | Path) -> list[dict]:
 
 
 def band(ax, x, values, label=None, **kw):
-    """Mean over seeds (last axis of `values` [T, S]) as a line, min-max over seeds as a band."""
+    """Mean over seeds (last axis of `values` [T, S]) as a line, min-max over seeds as a band.
+    NaN entries (a seed left out at that point) are skipped; a point with no finite seed is a gap."""
     values = np.asarray(values, dtype=float).reshape(len(x), -1)
-    (line,) = ax.plot(x, values.mean(1), label=label, **kw)
+    finite = np.isfinite(values).any(1)
+    safe = np.where(finite[:, None], values, 0.0)  # all-NaN rows: no nan-reduction warnings, drawn as gaps
+    mean, low, high = (np.where(finite, f(safe, 1), np.nan) for f in (np.nanmean, np.nanmin, np.nanmax))
+    (line,) = ax.plot(x, mean, label=label, **kw)
     if values.shape[1] > 1:
-        ax.fill_between(x, values.min(1), values.max(1), color=line.get_color(), alpha=0.2, lw=0)
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, lw=0)
     return line
 
 

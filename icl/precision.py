@@ -35,7 +35,7 @@ What it does not cover
     already ask for HIGHEST.
   * Code outside the entry points above follows the caller's setting: a trained model called
     directly, `compare.sensitivities` called directly (it is covered inside `compare.compare`).
-  * numpy code (`solvers.gamma_star`, `compare.preconditioner`, ...) runs in float64 on the host.
+  * numpy code (`solvers.gamma_star`, `weights.preconditioner`, ...) runs in float64 on the host.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from icl.checks import first_line
+from icl.config import upgrade_saved
 
 LOG, SUMMARY, CONFIG, LOCK = "log.jsonl", "summary.json", "config.json", ".lock"
 # Fields a resumed run may change: they do not change the trained parameters.
@@ -97,8 +98,10 @@ def _field_defaults(obj) -> dict:
 
 def config_differences(saved: dict, config) -> list[str]:
     """Dotted names of the fields in which `config` differs from the saved JSON config, apart from
-    FREE_FIELDS. A field the saved config lacks (added to the code later) counts as its default."""
+    FREE_FIELDS. A field the saved config lacks (added to the code later) counts as its default, except
+    where `icl.config.upgrade_saved` knows what the older code did."""
     now = json.loads(config.to_json())  # the JSON form, so tuple fields compare equal to saved lists
+    saved = upgrade_saved(saved)
     diff = []
     for section, values in now.items():
         if not isinstance(values, dict):

@@ -63,6 +63,23 @@ def train_run(config: ExperimentConfig, run_dir: str | Path) -> tuple[dict, Run]
     return summary, load(run_dir, config)
 
 
+def train_or_last_good(config: ExperimentConfig, run_dir: str | Path,
+                       train_fn: Callable[[ExperimentConfig], tuple[dict, dict]] | None = None) -> tuple[dict, dict, str | None]:
+    """(summary, params [S, ...], None) of the finished run, trained by `train_fn(config)` (default
+    `train_run` into `run_dir`); a run that diverges gives ({"diverged_at_checkpoint": step},
+    the params of its last good checkpoint, the error message)."""
+    try:
+        if train_fn is None:
+            summary, run = train_run(config, run_dir)
+            return summary, run.params, None
+        summary, params = train_fn(config)
+        return summary, params, None
+    except train.TrainingDiverged as error:
+        print(f"  {config.name}: {error}", flush=True)
+        _, params, step = train.load_params(Path(run_dir), config)
+        return {"diverged_at_checkpoint": step}, params, str(error)
+
+
 def train_in_pieces(config: ExperimentConfig, run_dir: str | Path, steps, measure: Callable[[int, dict], Any],
                     cache: str, init: Callable[[], dict] | None = None) -> dict:
     """Train `config` in pieces (`train.train(..., until_step=s)` for each s of `steps`) and record

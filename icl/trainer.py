@@ -27,6 +27,7 @@ from icl import compare, models, solvers
 from icl.config import ExperimentConfig, OptimConfig
 from icl.distributed import to_host
 from icl.precision import highest, traced_at
+from icl.tasks import rng
 
 
 def stack_seeds(trees: list[Any]) -> Any:
@@ -94,8 +95,9 @@ def seeds_of(config: ExperimentConfig) -> list[int]:
 
 
 def data_keys(config: ExperimentConfig) -> jax.Array:
-    """[S] keys; step t of seed i trains on tasks from fold_in(data_keys[i], t)."""
-    return jnp.stack([jax.random.fold_in(jax.random.key(s), 1) for s in seeds_of(config)])
+    """[S] keys of the run's sampler (`icl.tasks.rng`); step t of seed i trains on tasks from
+    fold_in(data_keys[i], t)."""
+    return jnp.stack([jax.random.fold_in(rng.key(s, config.train.sampler), 1) for s in seeds_of(config)])
 
 
 class HeldOut(enum.IntEnum):
@@ -184,11 +186,8 @@ class Trainer:
         return compare.loss(y_hat, batch.y_query)
 
     def sample(self, data_key, step):
-        cfg = self.config.train
-        with jax.threefry_partitionable(not cfg.fast_sampling):
-            batch = self.config.task.sample(jax.random.fold_in(data_key, step), cfg.batch_size)
-        batch = jax.lax.with_sharding_constraint(batch, self.batch_sharding)
-        return batch
+        batch = self.config.task.sample(jax.random.fold_in(data_key, step), self.config.train.batch_size)
+        return jax.lax.with_sharding_constraint(batch, self.batch_sharding)
 
     def _step_one(self, params, opt_state, data_key, step):
         loss, grads = jax.value_and_grad(self.loss)(params, self.sample(data_key, step))

@@ -17,8 +17,8 @@ import dataclasses
 import numpy as np
 
 import common
-from icl import compare, plots, train
-from icl.analysis import algorithm_fits, depth
+from icl import compare, plots, runs, train
+from icl.analysis import algorithm_fits
 from icl.experiments import claim3_algorithm_transition as study
 
 NAME = "claim3_algorithm_transition"
@@ -54,7 +54,7 @@ def evaluate_noise(noise: float, configs: dict, args) -> dict:
            **algorithm_fits.algorithm_table(fits, batch), "zero_loss": zero_loss, "lam_grid": study.LAM_GRID.tolist(), "models": {}}
     for L, config in configs.items():
         run_dir = args.out / "runs" / config.name
-        summary, params, diverged = depth.train_or_last_good(config, run_dir, lambda c: common.run(c, args))
+        summary, params, diverged = runs.train_or_last_good(config, run_dir, lambda c: common.run(c, args))
         rows = algorithm_fits.model_distances(train.seed_models(config, params), batch, fits, study.LAM_GRID)
         closest, stats = algorithm_fits.summarise(rows, list(preds), study.PLATEAU * zero_loss)
         r = out["models"][L] = {
@@ -76,14 +76,6 @@ def off_plateau_values(r: dict, depth: int, key: str) -> list[float]:
     return [v if s in keep else np.nan for s, v in enumerate(r["models"][depth][key]["values"])]
 
 
-def band_nan(ax, x, values, label=None, **kw):
-    """common.band ignoring NaN entries: mean over the finite seeds, min-max band."""
-    values = np.asarray(values, dtype=float)  # [T, S]
-    (line,) = ax.plot(x, np.nanmean(values, 1), label=label, **kw)
-    ax.fill_between(x, np.nanmin(values, 1), np.nanmax(values, 1), color=line.get_color(), alpha=0.2, lw=0)
-    return line
-
-
 def draw(path, results: dict, title: str) -> None:
     """Every per-seed panel shows the seeds that left the initial plateau (the JSON has all)."""
     plt = common.pyplot()
@@ -99,7 +91,7 @@ def draw(path, results: dict, title: str) -> None:
             for name, key in lines.items():
                 keys = [key if key else r["models"][L]["matched_gd"] if L > 1 else "gd1" for L in DEPTHS]
                 values = [off_plateau_values(r, L, f"{metric}_{k}") for L, k in zip(DEPTHS, keys)]
-                band_nan(ax, depths, values, "GD, L steps (lr tuned for L)" if name == "gd_matched" else label(key),
+                common.band(ax, depths, values, "GD, L steps (lr tuned for L)" if name == "gd_matched" else label(key),
                             color=colors[name], marker="o", ls="--" if name == "gd_matched" else "-")
             ref = r["algorithm_distances"].get("gd1|ridge" if "ridge" in r["hparams"] else "gd1|ls")
             if ref:
@@ -113,7 +105,7 @@ def draw(path, results: dict, title: str) -> None:
                           + [r["models"][L]["loss"]["min"] for L in DEPTHS]) for r in results.values())
     for i, noise in enumerate(noises):
         r = results[noise]
-        band_nan(ax, depths, [off_plateau_values(r, L, "loss") for L in DEPTHS], f"trained LSA, sigma={noise:g}", color=f"C{i}", marker="o")
+        common.band(ax, depths, [off_plateau_values(r, L, "loss") for L in DEPTHS], f"trained LSA, sigma={noise:g}", color=f"C{i}", marker="o")
         for key, ls in (("gd1", ":"), ("ridge", "-."), ("ls", "--")):
             value = r["algorithm_loss"].get(key)
             if value is None:
@@ -137,7 +129,7 @@ def draw(path, results: dict, title: str) -> None:
                                   (axes[1, -1], "best_ridge_ilwd", "ILWD", "ILWD to that closest ridge")):
         for i, noise in enumerate(noises):
             r = results[noise]
-            band_nan(ax, depths, [off_plateau_values(r, L, key) for L in DEPTHS], f"trained LSA, sigma={noise:g}", color=f"C{i}", marker="o")
+            common.band(ax, depths, [off_plateau_values(r, L, key) for L in DEPTHS], f"trained LSA, sigma={noise:g}", color=f"C{i}", marker="o")
             if key == "best_ridge_lam":
                 ax.axhline(noise**2, color=f"C{i}", ls="--", lw=0.8, label=f"Bayes lam = sigma^2/tau^2 = {noise**2:g}")
         ax.set(xlabel="LSA depth L", ylabel=ylabel, xticks=depths, title=what)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 import common
-from icl import compare, plots, solvers, train
+from icl import compare, plots, runs, solvers, train
 from icl.analysis import depth, tuning
 from icl.experiments import fig2_depth as study
 
@@ -99,7 +99,7 @@ def main() -> None:
     results = {"sep": {}, "shared": {}}
     for (k, shared), config in configs.items():
         run_dir = args.out / "runs" / config.name
-        summary, params, diverged = depth.train_or_last_good(config, run_dir, lambda c: common.run(c, args))
+        summary, params, diverged = runs.train_or_last_good(config, run_dir, lambda c: common.run(c, args))
         cmp = depth.compare_layers(config, params, eval_batch, solver_rows[k])
         results["shared" if shared else "sep"][k] = {**cmp, "diverged": diverged, "log": plots.read_log(run_dir),
                                                      "train_steps_per_s": summary.get("train_steps_per_s"), "train_wall_s": summary.get("wall_s")}

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 import common
-from icl import compare, solvers, train
-from icl.analysis import depth, looping, tuning
+from icl import compare, runs, solvers, train
+from icl.analysis import looping, tuning
 from icl.experiments import fig3_recurrence as study
 
 NAME = "fig3_recurrence"
@@ -69,7 +69,7 @@ def main() -> None:
 
     results = {}
     for k, config in configs.items():
-        _, params, diverged = depth.train_or_last_good(config, args.out / "runs" / config.name, lambda c: common.run(c, args))
+        _, params, diverged = runs.train_or_last_good(config, args.out / "runs" / config.name, lambda c: common.run(c, args))
         r = results[k] = {**looping.loop_stack(config, params, k_max, eval_batch, tune_batch, lr_max, study.LAMBDA_MAX,
                                                study.LAMBDA_GRID, study.LAMBDA_TASKS), "diverged": diverged}
         print(f"  K_train={k}: at K'={k} loss {r['undamped'][k - 1].mean():.4f}; at K'={k_max}: undamped {r['undamped'][-1].mean():.3g}, "

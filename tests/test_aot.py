@@ -68,7 +68,7 @@ def test_targets_and_unknown_target():
 
 
 def test_missing_extra_is_a_one_line_error(monkeypatch, capsys):
-    monkeypatch.setattr(aot, "_installed", lambda module: False)
+    monkeypatch.setattr(aot.targets, "_installed", lambda module: False)
     aot.target_devices.cache_clear()
     with pytest.raises(ValueError, match=r"pip install -e '\.\[aot\]'"):
         aot.target_devices(aot.parse_target("tpu:v5e:2x2"))
@@ -97,6 +97,10 @@ def test_count_collectives():
 
 
 def test_variants_resolve_to_the_figures_models():
+    """The figures' model families are registered experiments (study "variants") that aot compiles."""
+    from icl import experiments  # noqa: PLC0415
+
+    assert experiments.studies()["variants"] == ["deep_linear", "softmax", "sine_mlp", "classic_tokens"]
     deep = aot.resolve("deep_linear")
     assert (deep.model.n_layers, deep.model.clip_activations) == (5, 10.0)
     assert aot.resolve("softmax").model.attention == "softmax"

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from icl import compare, constructions, models, solvers, tasks
+from icl import compare, constructions, models, solvers, tasks, weights
 
 
 @pytest.fixture
@@ -53,11 +53,11 @@ def test_interpolation_between_equivalent_models_is_the_same_function(batch):
         layer.out[...] = layer.out[...] / 3.0
     np.testing.assert_allclose(scaled(batch), gd(batch), atol=1e-12)
     for t in (0.0, 0.5, 1.0):
-        np.testing.assert_allclose(compare.interpolate(scaled, gd, t)(batch), gd(batch), atol=1e-12)
+        np.testing.assert_allclose(weights.interpolate(scaled, gd, t)(batch), gd(batch), atol=1e-12)
     random = models.build(models.ModelConfig(n_layers=2, init_scale=1.0), 4, 1)
-    np.testing.assert_allclose(compare.interpolate(random, gd, 0.0)(batch), random(batch), atol=1e-10)
+    np.testing.assert_allclose(weights.interpolate(random, gd, 0.0)(batch), random(batch), atol=1e-10)
     with pytest.raises(ValueError, match="same depth"):
-        compare.interpolate(random, constructions.gd_model(4, 6, lr=0.9, layers=1))
+        weights.interpolate(random, constructions.gd_model(4, 6, lr=0.9, layers=1))
 
 
 def test_layer_predictors_and_sweeps(batch):
@@ -78,7 +78,7 @@ def test_layer_predictors_and_sweeps(batch):
 
 
 def test_preconditioner_of_the_gd_construction_is_lr_over_n():
-    parts = compare.preconditioner(constructions.gd_model(4, 7, lr=0.9, dtype=jnp.float64).layers[0], 4)
+    parts = weights.preconditioner(constructions.gd_model(4, 7, lr=0.9, dtype=jnp.float64).layers[0], 4)
     np.testing.assert_allclose(parts["gamma"], 0.9 / 7 * np.eye(4), atol=1e-15)
     assert not np.any(parts["a_xy"]) and not np.any(parts["b_x"])
 
@@ -87,7 +87,7 @@ def test_preconditioner_terms_reproduce_a_random_layer(batch):
     """A random 2-head layer's prediction is exactly Gamma's plus the two stated extra terms."""
     d = batch.x_ctx.shape[-1]
     model = models.build(models.ModelConfig(n_layers=1, n_heads=2, key_size=3, init_scale=1.0), d, jax.random.key(5))
-    parts = compare.preconditioner(model.layers[0], d)
+    parts = weights.preconditioner(model.layers[0], d)
     x, y, xq = (np.asarray(a, np.float64) for a in (batch.x_ctx, batch.y_ctx, batch.x_query))
     xty, xtx, yty = np.einsum("bnd,bn->bd", x, y), np.einsum("bnd,bne->bde", x, x), np.einsum("bn,bn->b", y, y)
     expected = np.einsum("bmd,de,be->bm", xq, parts["gamma"], xty)
@@ -96,7 +96,7 @@ def test_preconditioner_terms_reproduce_a_random_layer(batch):
         expected -= np.einsum("bmd,d->bm", xq, parts["a_xy"][h]) * (yty * parts["b_y"][h])[:, None]
     np.testing.assert_allclose(np.asarray(model.predict(batch.x_ctx, batch.y_ctx, batch.x_query)), expected, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="expected d \\+ 1"):
-        compare.preconditioner(model.layers[0], d + 1)
+        weights.preconditioner(model.layers[0], d + 1)
 
 
 def test_loss_refuses_shapes_that_would_broadcast():

@@ -25,9 +25,9 @@ def test_gd_model_equals_k_step_gd(d, n, m, layers, lr, seed, with_w0):
     w0 = np.random.default_rng(seed).standard_normal(d) if with_w0 else None
     model = constructions.gd_model(d, n, lr=lr, layers=layers, w0=w0, dtype=jnp.float64)
     expected = solvers.gd(batch.x_ctx, batch.y_ctx, batch.x_query, lr=lr, steps=layers, w0=w0)
-    np.testing.assert_allclose(model(batch), expected, atol=ATOL, rtol=0)
+    final, per_layer = jax.jit(lambda b: (model(b), model.layer_predictions(b.x_ctx, b.y_ctx, b.x_query)))(batch)
+    np.testing.assert_allclose(final, expected, atol=ATOL, rtol=0)
     # every intermediate layer is the matching GD step
-    per_layer = model.layer_predictions(batch.x_ctx, batch.y_ctx, batch.x_query)
     for k in range(layers):
         gd_k = solvers.gd(batch.x_ctx, batch.y_ctx, batch.x_query, lr=lr, steps=k + 1, w0=w0)
         np.testing.assert_allclose(per_layer[k], gd_k, atol=ATOL, rtol=0)
@@ -39,7 +39,7 @@ def test_gd_plus_plus_model_equals_solver(d, n, m, layers, lr, seed, gamma):
     batch = _batch(d, n, m, seed)
     model = constructions.gd_plus_plus_model(d, n, lr=lr, gamma=gamma, layers=layers, dtype=jnp.float64)
     expected = solvers.gd_plus_plus(batch.x_ctx, batch.y_ctx, batch.x_query, lr=lr, gamma=gamma, steps=layers)
-    np.testing.assert_allclose(model(batch), expected, atol=ATOL, rtol=0)
+    np.testing.assert_allclose(jax.jit(lambda b: model(b))(batch), expected, atol=ATOL, rtol=0)
 
 
 def test_gradients_through_the_construction_match_gd():

@@ -59,15 +59,16 @@ def _random_model(**kw):
 )
 def test_queries_are_independent_and_labels_never_leak(kw):
     """No query attends to itself or to another query; context tokens never see queries;
-    the query's label is not an input."""
+    the query's label is not an input. (Each check is one jitted program: eager dispatch of the
+    gradients took ~30 s a case.)"""
     model = _random_model(**kw)
     batch = tasks.get("linear", d=2, n_ctx=6, n_query=3).sample(jax.random.key(4), 2)
-    y_hat = model(batch)
+    y_hat = jax.jit(lambda b: model(b))(batch)
+    predict = jax.jit(lambda xq: model.predict(batch.x_ctx, batch.y_ctx, xq))
     for q in range(3):  # each query alone gives the same prediction
-        alone = model.predict(batch.x_ctx, batch.y_ctx, batch.x_query[:, q : q + 1])
-        np.testing.assert_allclose(alone[:, 0], y_hat[:, q], atol=1e-12)
+        np.testing.assert_allclose(predict(batch.x_query[:, q : q + 1])[:, 0], y_hat[:, q], atol=1e-12)
     # d(prediction of query 0) / d(other queries) = 0
-    grad = jax.grad(lambda xq: model.predict(batch.x_ctx, batch.y_ctx, xq)[:, 0].sum())(batch.x_query)
+    grad = jax.jit(jax.grad(lambda xq: model.predict(batch.x_ctx, batch.y_ctx, xq)[:, 0].sum()))(batch.x_query)
     assert float(jnp.abs(grad[:, 1:]).max()) == 0.0 and float(jnp.abs(grad[:, 0]).max()) > 0
     # context tokens after every layer do not depend on the queries
     def ctx_out(xq):
@@ -76,9 +77,9 @@ def test_queries_are_independent_and_labels_never_leak(kw):
             tokens = model.layers[0 if model.config.shared else i](tokens, 6)
         return tokens[:, :6].sum()
 
-    assert float(jnp.abs(jax.grad(ctx_out)(batch.x_query)).max()) == 0.0
+    assert float(jnp.abs(jax.jit(jax.grad(ctx_out))(batch.x_query)).max()) == 0.0
     # the query's own label is never an input: y_query has zero influence
-    g = jax.grad(lambda b: models.predict(model, b).sum(), allow_int=True)(batch)
+    g = jax.jit(jax.grad(lambda b: models.predict(model, b).sum(), allow_int=True))(batch)
     assert float(jnp.abs(g.y_query).max()) == 0.0
 
 

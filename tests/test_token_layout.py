@@ -52,15 +52,17 @@ def test_tokens_shape_and_content():
            dict(n_layers=1, embed_dim=4), dict(n_layers=2, shared=True, layernorm=True, mlp=True)]
 )
 def test_no_label_leakage_and_masking(kw):
+    """Queries do not see each other or their own labels; context tokens never see the queries.
+    (Each check is one jitted program.)"""
     model = _model(**kw)
     batch = _batch()
-    y_hat = model(batch)
+    y_hat = jax.jit(lambda b: model(b))(batch)
+    predict = jax.jit(lambda xq: model.predict(batch.x_ctx, batch.y_ctx, xq))
     for q in range(M):  # each query alone gives the same prediction: queries do not see each other
-        alone = model.predict(batch.x_ctx, batch.y_ctx, batch.x_query[:, q : q + 1])
-        np.testing.assert_allclose(alone[:, 0], y_hat[:, q], atol=1e-12)
-    grad = jax.grad(lambda xq: model.predict(batch.x_ctx, batch.y_ctx, xq)[:, 0].sum())(batch.x_query)
+        np.testing.assert_allclose(predict(batch.x_query[:, q : q + 1])[:, 0], y_hat[:, q], atol=1e-12)
+    grad = jax.jit(jax.grad(lambda xq: model.predict(batch.x_ctx, batch.y_ctx, xq)[:, 0].sum()))(batch.x_query)
     assert float(jnp.abs(grad[:, 1:]).max()) == 0.0 and float(jnp.abs(grad[:, 0]).max()) > 0
-    g = jax.grad(lambda b: models.predict(model, b).sum(), allow_int=True)(batch)
+    g = jax.jit(jax.grad(lambda b: models.predict(model, b).sum(), allow_int=True))(batch)
     assert float(jnp.abs(g.y_query).max()) == 0.0  # the query's own label is never an input
     assert float(jnp.abs(g.y_ctx).min(axis=0).max()) > 0  # the context labels are
 
@@ -70,7 +72,7 @@ def test_no_label_leakage_and_masking(kw):
             tokens = model.layers[0 if model.config.shared else i](tokens, 2 * N)
         return tokens[:, : 2 * N].sum()
 
-    assert float(jnp.abs(jax.grad(ctx_out)(batch.x_query)).max()) == 0.0
+    assert float(jnp.abs(jax.jit(jax.grad(ctx_out))(batch.x_query)).max()) == 0.0
 
 
 def test_copy_layer_then_gd_layer_is_one_gd_step():

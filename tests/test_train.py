@@ -60,12 +60,29 @@ def test_a_run_saved_before_a_field_existed_still_resumes(tmp_path):
     config = tiny(steps=20, eval_every=10, ckpt_every=10)
     train.train(config, tmp_path, until_step=10, progress=False)
     saved = json.loads((tmp_path / "config.json").read_text())
-    del saved["train"]["fast_sampling"], saved["model"]["token_layout"]
+    del saved["model"]["token_layout"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
     assert train.train(config, tmp_path, progress=False)["resumed_from"] == 10
-    changed = apply_overrides(config, ["train.fast_sampling=true"])
-    with pytest.raises(train.CheckpointMismatch, match="train.fast_sampling"):
+    changed = apply_overrides(config, ["train.seed=1"])
+    with pytest.raises(train.CheckpointMismatch, match="train.seed"):
         train.train(changed, tmp_path, progress=False)
+
+
+def test_a_run_saved_before_samplers_resumes_on_its_own_stream(tmp_path):
+    """A config.json without `train.sampler` trained on plain jax.random: it loads as "threefry",
+    so resuming it with today's default sampler is refused, and with "threefry" continues it."""
+    config = tiny(steps=20, eval_every=10, ckpt_every=10)
+    old = apply_overrides(config, ["train.sampler=threefry"])
+    train.train(old, tmp_path, until_step=10, progress=False)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["train"]["sampler"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(train.CheckpointMismatch, match="train.sampler"):
+        train.train(config, tmp_path, progress=False)
+    assert train.train(old, tmp_path, progress=False)["resumed_from"] == 10
+    saved["train"]["fast_sampling"] = True
+    with pytest.raises(ValueError, match="fast_sampling=true"):
+        ExperimentConfig.from_dict(saved)
 
 
 def test_train_step_compiles_once():

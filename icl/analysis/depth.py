@@ -7,14 +7,13 @@ of each at the same hyper-parameters: loss, model_cos (cosine of the sensitiviti
 model_diff and preds_diff (`icl.compare`).
 
 Deep unshared stacks are unstable (docs/math.md): a run whose loss turns non-finite stops with
-`train.TrainingDiverged` and is evaluated at its last good checkpoint (`train_or_last_good`). A seed
+`train.TrainingDiverged` and is evaluated at its last good checkpoint (`runs.train_or_last_good`). A seed
 can also stay on the initial loss plateau; `off_plateau` summarises the seeds that left it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -25,23 +24,6 @@ from icl.tasks.base import Batch
 
 METRICS = ("model_cos", "model_diff", "preds_diff")
 SOLVERS = ("gd", "gd_plus_plus")
-
-
-def train_or_last_good(config: ExperimentConfig, run_dir: str | Path,
-                       train_fn: Callable[[ExperimentConfig], tuple[dict, dict]] | None = None) -> tuple[dict, dict, str | None]:
-    """(summary, params [S, ...], None) of the finished run, trained by `train_fn(config)` (default
-    `runs.train_run` into `run_dir`); a run that diverges gives ({"diverged_at_checkpoint": step},
-    the params of its last good checkpoint, the error message)."""
-    try:
-        if train_fn is None:
-            summary, run = runs.train_run(config, run_dir)
-            return summary, run.params, None
-        summary, params = train_fn(config)
-        return summary, params, None
-    except train.TrainingDiverged as error:
-        print(f"  {config.name}: {error}", flush=True)
-        _, params, step = train.load_params(Path(run_dir), config)
-        return {"diverged_at_checkpoint": step}, params, str(error)
 
 
 def solver_losses(batch: Batch, steps: int, hparams: Mapping[str, float]) -> dict:

@@ -3,7 +3,7 @@
 For x ~ N(0, Sigma), w ~ N(0, tau^2 I), eps ~ N(0, sigma^2) and N context examples, the best
 predictor y_hat = x_q^T Gamma X^T y has (`solvers.gamma_star`, Ahn et al. 2023)
     Gamma* = ((N + 1) Sigma + (tr Sigma + sigma^2 / tau^2) I)^-1.
-A one-layer LSA on a query [x_q, 0] predicts (`compare.preconditioner`)
+A one-layer LSA on a query [x_q, 0] predicts (`weights.preconditioner`)
     y_hat = x_q^T Gamma X^T y - x_q^T A_xx X^T X b_x - (x_q . a_xy)(y^T X b_x + y^T y b_y),
     Gamma = -sum_h (b_y^h A_xx^h + a_xy^h (b_x^h)^T),
 read off the weights. Distances are relative Frobenius norms, ||G - T||_F / ||T||_F; the nearest
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from icl import compare, runs, solvers, train
+from icl import runs, solvers, train, weights
 from icl.analysis import length_shift
 from icl.config import ExperimentConfig
 
@@ -35,8 +35,8 @@ def best_multiple(gamma: np.ndarray, basis: np.ndarray) -> np.ndarray:
 
 
 def parts(config: ExperimentConfig, params: dict) -> list[dict[str, np.ndarray]]:
-    """`compare.preconditioner` of every seed's (first) layer."""
-    return [compare.preconditioner(m.layers[0], config.task.d) for m in train.seed_models(config, params)]
+    """`weights.preconditioner` of every seed's (first) layer."""
+    return [weights.preconditioner(m.layers[0], config.task.d) for m in train.seed_models(config, params)]
 
 
 def gammas(config: ExperimentConfig, params: dict) -> list[np.ndarray]:

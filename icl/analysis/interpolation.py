@@ -1,7 +1,7 @@
 """A trained LSA stack against the GD construction: the model interpolated towards it, and both
 under a shift of the test inputs (von Oswald et al. 2023, Fig. 2).
 
-Interpolation (`compare.interpolate`) works in the product space of each layer,
+Interpolation (`weights.interpolate`) works in the product space of each layer,
 A = W_q W_k^T and B = W_v W_o, the only products a linear attention layer's function depends on:
 the trained (A, B) is first rescaled to (cA, B / c), c = <A, A*> / <A, A> (the scale the pair
 leaves free, fitted to the construction's A*), then mixed, (1 - t)(cA, B / c) + t (A*, B*). The
@@ -19,17 +19,17 @@ import jax
 import numpy as np
 from flax import nnx
 
-from icl import compare, constructions, runs, solvers, train
+from icl import compare, constructions, runs, solvers, train, weights
 from icl.config import ExperimentConfig
 
 HALFWAY = 0.5  # t of the paper's interpolated model
 
 
 def interpolated_params(config: ExperimentConfig, params: dict, eta: float, t: float = HALFWAY) -> dict:
-    """Per seed, `compare.interpolate(model, gd_model(eta), t)` as parameters stacked [S, ...]
+    """Per seed, `weights.interpolate(model, gd_model(eta), t)` as parameters stacked [S, ...]
     (a model of `config`'s spec with key size d + 1)."""
     target = constructions.gd_model(config.task.d, config.task.n_ctx, lr=eta, layers=config.model.n_layers)
-    mids = [compare.interpolate(model, target, t) for model in train.seed_models(config, params)]
+    mids = [weights.interpolate(model, target, t) for model in train.seed_models(config, params)]
     return runs.stack_seeds([nnx.to_pure_dict(nnx.state(mid, nnx.Param)) for mid in mids])
 
 

@@ -2,7 +2,7 @@
 al. 2023) and their resemblance to the GD construction (von Oswald et al. 2023; Shen et al. 2023).
 
 A 1-head linear layer depends on its weights only through A = W_q W_k^T and B = W_v W_o (row
-convention, `compare.layer_products`, D = d + 1): update_j = sum_i (e_j A e_i^T) e_i B, and
+convention, `weights.layer_products`, D = d + 1): update_j = sum_i (e_j A e_i^T) e_i B, and
 (cA, B/c) is the same layer for any c != 0.
 
 Preconditioners. With tokens e_i = [x_i, r_i] (context) and e_q = [x_q, 0], the change of the
@@ -11,7 +11,7 @@ read-out (minus the query's label slot) is
 (A_xx = A[:d, :d], A_xy = A[:d, d], B_xy = B[:d, d], B_yy = B[d, d]), whose part linear in the
 context labels r is a preconditioned GD step
     delta y_hat(x_q) = x_q^T Gamma_l sum_i x_i r_i,    Gamma_l = -(B_yy A_xx + A_xy B_xy^T)
-(`compare.preconditioner`). The GD construction has A_xy = 0 and Gamma = (lr / N) I. The rest is
+(`weights.preconditioner`). The GD construction has A_xy = 0 and Gamma = (lr / N) I. The rest is
 even in r, so for a first layer the odd part in y of its read-out is exactly
 `solvers.preconditioned_gd(Gamma_1)`. For a query slot s_q != 0 (layers >= 2) the A_yx, A_yy terms
 add updates proportional to the current prediction, not counted in Gamma_l; deeper layers act on
@@ -23,7 +23,7 @@ proportional to Sigma^-1 at finite N), and the blocks outside the structure (Ahn
 assumes A_xy = A_yx = A_yy = 0) relative to theirs.
 
 Resemblance to the construction (`constructions.gd_model`: A* = [[I_d, 0], [0, 0]],
-B* = -(eta/N) e_D e_D^T). `weight_resemblance` aligns c = <A, A*> / <A, A> (as `compare.interpolate`
+B* = -(eta/N) e_D e_D^T). `weight_resemblance` aligns c = <A, A*> / <A, A> (as `weights.interpolate`
 does; it also fixes the sign) and reports cos(cA, A*), cos(B/c, B*); the cosines of A's x-x block,
 of B's label row B[D, :] and read-out column B[:, D] with the construction's; the fraction of ||A||^2
 outside the x-x block and of ||B||^2 outside the (D, D) entry, split into the parts a 1-layer
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from icl import compare, constructions, solvers, train
+from icl import constructions, solvers, train, weights
 from icl.config import ExperimentConfig
 
 
@@ -73,8 +73,8 @@ def preconditioner_alignment(config: ExperimentConfig, params: dict) -> dict:
     for model in train.seed_models(config, params):
         per = {key: [] for key in rows}
         for layer in model.layers:
-            a, b = compare.layer_products(layer)
-            gamma = compare.preconditioner(layer, a.shape[0] - 1)["gamma"]
+            a, b = weights.layer_products(layer)
+            gamma = weights.preconditioner(layer, a.shape[0] - 1)["gamma"]
             per["cos_sigma_inv"].append(frobenius_cosine(gamma, sigma_inv))
             per["cos_identity"].append(frobenius_cosine(gamma, eye))
             per["cos_gamma_star"].append(frobenius_cosine(gamma, g_star))
@@ -93,9 +93,9 @@ def preconditioner_alignment(config: ExperimentConfig, params: dict) -> dict:
 def weight_resemblance(model, target, n_ctx: int) -> dict:
     """How a trained 1-head linear layer's products (A, B) compare with the construction's (see the
     module docstring), after the gauge alignment (A, B) -> (cA, B/c), c = <A, A*> / <A, A>."""
-    a, b = compare.layer_products(model.layers[0])  # [D, D]
-    a_t, b_t = compare.layer_products(target.layers[0])
-    c = float(np.sum(a * a_t) / np.sum(a * a)) if np.any(a) else 1.0
+    a, b = weights.layer_products(model.layers[0])  # [D, D]
+    a_t, b_t = weights.layer_products(target.layers[0])
+    c = weights.gauge(a, a_t)
     a, b = c * a, b / c
     d = a.shape[0] - 1
     norm_a, norm_b = np.sum(a**2), np.sum(b**2)

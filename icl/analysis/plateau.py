@@ -4,7 +4,7 @@ Escape: the first logged evaluation step whose held-out loss is below `ESCAPE_LO
 between the plateau (~0.39-0.41, the zero predictor's loss) and one GD step (0.2045), on the
 paper_1layer task. "Near GD": the first step with loss < 1.05 x the GD loss (figure 1's measure).
 
-Value path: one LSA head on a query [x_q, 0] predicts (`compare.preconditioner`)
+Value path: one LSA head on a query [x_q, 0] predicts (`weights.preconditioner`)
     y_hat = x_q^T Gamma X^T y - x_q^T A_xx X^T X b_x - (x_q . a_xy)(y^T X b_x + y^T y b_y),
 with b = (W_v W_o)[:, y] split into its x part b_x and label part b_y, and a_xy = (W_q W_k^T)[x, y].
 The GD construction has b_x = 0, a_xy = 0, b_y != 0. A seed stalled on the plateau reads x through
@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from icl import compare, runs, train
+from icl import runs, train, weights
 from icl.config import ExperimentConfig
 
 ESCAPE_LOSS = 0.3  # between the plateau (~0.39-0.41) and one GD step (0.2045)
@@ -39,7 +39,7 @@ def first_step_near_gd(log: list[dict], factor: float = 1.05) -> list[int]:
 
 def value_path(config: ExperimentConfig, params: dict) -> dict:
     """Per seed of a one-layer model: ||b_x||, b_y (summed over heads) and ||a_xy|| (module docstring)."""
-    parts = [compare.preconditioner(m.layers[0], config.task.d) for m in train.seed_models(config, params)]
+    parts = [weights.preconditioner(m.layers[0], config.task.d) for m in train.seed_models(config, params)]
     return {
         "b_x_norm": [float(np.linalg.norm(p["b_x"])) for p in parts],
         "b_y": [float(p["b_y"].sum()) for p in parts],

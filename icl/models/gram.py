@@ -1,4 +1,5 @@
-"""Fast exact evaluation of pure linear-attention stacks: a token form and a Gram (map) form.
+"""Fast exact evaluation of pure linear-attention stacks: a token form, a Gram (map) form and, for
+one or two unclipped layers, a vector form.
 
 Shapes: B tasks, N context tokens, M queries, T = N + M, D token width, H heads, L layers.
 
@@ -9,7 +10,7 @@ context Gram matrix C = sum_{i<=N} e_i^T e_i [D, D], A_h = W_q^h (W_k^h)^T and B
 
     e_j <- e_j + sum_h ((e_j A_h) C) B_h = e_j (I + sum_h A_h C B_h) = e_j M.
 
-Two exact ways to run L such layers (`METHODS`):
+Exact ways to run L such layers (`METHODS`, and `VECTORS`):
 
   "tokens"  keep the T tokens and apply the line above through the kernel K_h = (E A_h) X^T
             [T, N] (X = E_ctx): E <- E + sum_h (K_h X) B_h. O(L T D (N + D) H) per task.
@@ -17,18 +18,29 @@ Two exact ways to run L such layers (`METHODS`):
             further layer costs O(D^3 H) (M, then M^T C M), independent of N: better when
             N >> D (long contexts). The last layer moves the queries only, q <- q + sum_h
             ((q A_h) C) B_h, so no M is formed there.
+  "vectors" (L <= 2, no clipping) C of the input context only; the two-layer read-out
+            q1[-1] + sum_j (q1 A_j) M1^T C M1 b_j (q1 = q M1, b_j the last column of the second
+            layer's B_j) is evaluated right to left as row vectors times C, so no per-task
+            D x D matrix is ever multiplied by another, and C, a function of the data alone
+            (without an embedding), needs no gradient. "auto" takes it for every two-layer
+            unclipped stack (figure 2's shared pair: 1.8x "tokens").
 
-In both, the last layer computes only the read-out (label) slot of the queries, with the last
-column of each B_h.
+In all, the last layer computes only the read-out (label) slot of the queries, with the last
+column of each B_h. The per-task products of the layers that move every token, and of
+"vectors", are `icl.models.fast`'s `bmm` / `bmm_nt` / `matmul`, whose backward passes avoid
+XLA:CPU's slow transposed-operand dots (figure 2's clipped 5-layer stack: 1.3-1.6x the plain
+einsums); the one-row products of the last layer stay plain einsums (their backward passes are
+outer products XLA does well: 1.04x, and 1.14x with figure 4's embedding, over the custom ones).
 
 Activation clipping (`clip_activations`, the official recipe for deep stacks) clips every token
 after each layer; the token form applies it as it goes (the map form cannot, so a clipped stack
 always takes "tokens"). Figure 2's clipped 4- and 5-layer runs (5 vmapped seeds, batch 2048) train
 at 10.4 and 8.5 steps/s this way, against 4.8 and 3.9 through `AttentionLayer` (idle machine).
 
-"auto" (`choose_method`) takes the method with fewer multiply-adds: "tokens" for deep stacks
-when (N + M)(N + D) <= 2 D^2, and for one layer when 2 M <= D (K then costs O(M N D), less than
-forming C). `tests/test_gram.py` checks both against the token-space model in float64.
+"auto" (`choose_method`, for other than two unclipped layers) takes the method with fewer
+multiply-adds: "tokens" for deep stacks when (N + M)(N + D) <= 2 D^2, and for one layer when
+2 M <= D (K then costs O(M N D), less than forming C). `tests/test_gram.py` checks "tokens" and
+"maps", `tests/test_fast_paths.py` "vectors", against the token-space model in float64.
 
 Measured (`benchmarks/bench_depth_paths.py`: whole train steps of the paper_1layer setup, batch
 2048, float32, XLA:CPU on 2 shared cores, the variants interleaved; medians of 7 rounds of the
@@ -41,16 +53,21 @@ At this size the step is bound by memory traffic, not arithmetic (XLA's cost ana
 ~0.46 GFLOP and ~330 MB accessed per step for "tokens", 0.49 GFLOP and 380 MB for "maps"):
 the kernel form moves fewer bytes than forming C, and with one head the head axis is dropped
 (it cost 20-30% more bytes in layout changes). Things that measured slower: forming C per layer
-(E <- E + ((E A) C) B: 0.91x of "maps" at L = 8), `AttentionLayer`'s q/k/v form (0.6x),
-splitting the batch into chunks with lax.map (0.3-1.0x), and replacing the batched 11 x 11 dots
-by unrolled broadcast-multiply-adds (0.03-0.5x, although a single such product alone ran 4x
-faster than XLA's batched dot). A/B numbers from one shared machine vary by ~10-20% run to run.
+(E <- E + ((E A) C) B: 0.91x of "maps" at L = 8; with the custom backward passes 1.02x of
+"tokens", kept out), `AttentionLayer`'s q/k/v form (0.6x), splitting the batch into chunks with
+lax.map (0.3-1.0x), replacing the batched 11 x 11 dots by unrolled broadcast-multiply-adds
+(0.03-0.5x, although a single such product alone ran 4x faster than XLA's batched dot; a
+feature-major, batch-minor layout of the same: 0.03x) and "vectors" for one layer (0.8x).
+A/B numbers from one shared machine vary by ~10-20% run to run.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from icl.models.fast import bmm, bmm_nt, gram_matrix, matmul
+
 
 METHODS = ("tokens", "maps")
 
@@ -95,19 +112,14 @@ def _products(layer) -> tuple[jax.Array, jax.Array]:
     return products(layer.query[...], layer.key[...], layer.value[...], layer.out[...])
 
 
-def layer_maps(layer, gram: jax.Array) -> jax.Array:
-    """M = I + sum_h A_h C B_h for every task: [B, D, D] from C [B, D, D]."""
-    a, b = _products(layer)
-    return _maps(a, b, gram)
-
-
 def _maps(a: jax.Array, b: jax.Array, gram: jax.Array) -> jax.Array:
+    """M = I + sum_h A_h C B_h for every task: [B, D, D] from C [B, D, D]."""
     eye = jnp.eye(gram.shape[-1], dtype=gram.dtype)[None]  # [1, D, D]
     return eye + jnp.einsum("hde,bef,hfg->bdg", a, gram, b)
 
 
 def _context_gram(ctx: jax.Array) -> jax.Array:
-    return jnp.einsum("bnd,bne->bde", ctx, ctx)  # [B, D, D]
+    return gram_matrix(ctx)  # [B, D, D]: X^T X
 
 
 def _label_update(tokens: jax.Array, a: jax.Array, gram: jax.Array, b: jax.Array) -> jax.Array:
@@ -137,14 +149,56 @@ def _token_update(tokens: jax.Array, ctx: jax.Array, a: jax.Array, b: jax.Array)
     """sum_h ((e A_h) X^T) X B_h for every token e: [B, S, D], X = ctx [B, N, D] -> [B, S, D].
 
     The same as `_update` with C = X^T X, but through the kernel K_h = (E A_h) X^T [S, N], which
-    XLA:CPU runs with less memory traffic than forming C. One head (the paper's models) skips the
-    head axis: its layout changes cost ~20% more bytes.
+    XLA:CPU runs with less memory traffic than forming C. Heads are looped over (no head axis:
+    its layout changes cost ~20% more bytes), their K_h X concatenated into one product with the
+    stacked B_h. The per-task products are `icl.models.fast`'s `bmm` / `bmm_nt`, whose backward
+    passes avoid XLA:CPU's slow transposed-operand batched dots.
     """
+    mixed = [bmm(bmm_nt(matmul(tokens, a[h]), ctx), ctx) for h in range(a.shape[0])]  # K_h X [B, S, D]
     if a.shape[0] == 1:
-        kernel = jnp.einsum("bse,bne->bsn", tokens @ a[0], ctx)  # [B, S, N]
-        return (kernel @ ctx) @ b[0]
-    kernel = jnp.einsum("bsd,hde,bne->bhsn", tokens, a, ctx)  # [B, H, S, N]
-    return jnp.einsum("bhsn,bnd,hde->bse", kernel, ctx, b)
+        return matmul(mixed[0], b[0])
+    return matmul(jnp.concatenate(mixed, axis=-1), b.reshape(-1, b.shape[-1]))
+
+
+def _through(rows: jax.Array, gram: jax.Array, first, second) -> jax.Array:
+    """rows (I + sum_h F_h C S_h) for row vectors [B, R, D]: F, S = (A, B) applies a layer's map M,
+    F, S = (B^T, A^T) its transpose M^T. Each head costs one per-task product of R rows with C."""
+    out = rows
+    for f, g in zip(first, second, strict=True):
+        out = out + matmul(bmm(matmul(rows, f), gram), g)
+    return out
+
+
+def _vector_stack(weights, ctx: jax.Array, queries: jax.Array) -> jax.Array:
+    """The "vectors" method of one or two unclipped layers: [L, B, M].
+
+    With C = X^T X of the input context, the first layer's map M1 = I + sum_h A_h C B_h and
+    b = the last column of the second layer's B_j, the read-outs are
+        q1 = q M1,     slot = q1[-1] + sum_j (q1 A_j) M1^T C M1 b_j,
+    so everything per task is a row vector times C: q A_h C, b_j^T M1^T C and (q1 A_j) M1^T, never
+    a D x D product of two per-task matrices. C is formed once and, when the context is data
+    (no embedding), needs no gradient: the backward pass is row vectors times C again."""
+    gram = gram_matrix(ctx)  # [B, D, D], symmetric
+    a1, b1 = weights[0]
+    heads1 = range(a1.shape[0])
+    if len(weights) == 1:
+        label = b1[:, :, -1]  # [H, D]
+        update = sum(bmm(matmul(queries, a1[h]), gram) @ label[h] for h in heads1)  # [B, M]
+        return jnp.stack([-(queries[..., -1] + update)])
+    a2, b2 = weights[1]
+    forward = ([a1[h] for h in heads1], [b1[h] for h in heads1])  # M1
+    backward = ([b1[h].T for h in heads1], [a1[h].T for h in heads1])  # M1^T
+    q1 = _through(queries, gram, *forward)
+    label = jnp.broadcast_to(b2[:, :, -1][None], (ctx.shape[0], b2.shape[0], b2.shape[1]))  # [B, Hb, D]
+    seen = bmm(_through(label, gram, *backward), gram)  # (C M1 b_j)^T  [B, Hb, D]
+    slot = q1[..., -1]
+    for j in range(a2.shape[0]):
+        rows = _through(matmul(q1, a2[j]), gram, *backward)  # (q1 A_j) M1^T  [B, M, D]
+        slot = slot + (rows * seen[:, j : j + 1]).sum(-1)
+    return jnp.stack([-q1[..., -1], -slot])
+
+
+VECTORS = "vectors"  # the method of `_vector_stack`: one or two unclipped layers
 
 
 def stack_predictions(weights, ctx: jax.Array, queries: jax.Array, method: str = "auto", clip: float = 0.0) -> jax.Array:
@@ -157,7 +211,14 @@ def stack_predictions(weights, ctx: jax.Array, queries: jax.Array, method: str =
     runs it (and "auto" picks it).
     """
     if method == "auto":
-        method = "tokens" if clip > 0 else choose_method(ctx.shape[1], queries.shape[1], ctx.shape[2], len(weights))
+        if clip == 0 and len(weights) == 2:
+            method = VECTORS
+        else:
+            method = "tokens" if clip > 0 else choose_method(ctx.shape[1], queries.shape[1], ctx.shape[2], len(weights))
+    if method == VECTORS:
+        if clip > 0 or len(weights) > 2:
+            raise ValueError(f"gram: method {VECTORS!r} runs one or two unclipped layers")
+        return _vector_stack(weights, ctx, queries)
     if method not in METHODS:
         raise ValueError(f"gram: method must be 'auto' or one of {METHODS}, got {method!r}")
     if clip > 0 and method != "tokens":

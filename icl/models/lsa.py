@@ -17,6 +17,12 @@ prediction is **minus** the last coordinate of the query token after the last la
 Linear attention is computed as `(sum_i v_i k_i^T) q_j`, the context outer-product sum formed
 once per layer and head, O((N + M) k^2) per task instead of O((N + M) N k).
 
+`AttentionLayer` updates every token: the reference ("tokens" path of `layer_predictions`).
+Training and evaluation take the same numbers by faster exact routes ("auto"): pure linear
+stacks by `icl.models.gram`, everything else by `icl.models.fast` (no work on what cannot reach
+the read-out, merged per-layer maps, backward passes without transposed-operand dots);
+`tests/test_fast_paths.py` holds them equal to the reference in float64, gradients included.
+
 Token layouts (`ModelConfig.token_layout`):
   "paired"   (default, the paper's constructed tokens) `[f(x_i), y_i]`, D = F + 1.
   "separate" (the paper's "classic" tokens, Sec. 4) x_i and y_i in tokens of their own, in the
@@ -45,8 +51,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from icl.models.fast import fast_layer_predictions
 from icl.models.gram import gram_layer_predictions, supports_gram
 from icl.tasks.base import Batch, check_inputs, check_positive_int
+
+
+PATHS = ("auto", "tokens", "gram", "fast")  # `LSATransformer.layer_predictions(path=...)`
 
 
 class Frozen(nnx.Variable):
@@ -246,12 +256,24 @@ class LSATransformer(nnx.Module):
     def tokens(self, x_ctx: jax.Array, y_ctx: jax.Array, x_query: jax.Array) -> jax.Array:
         """The input tokens [B, C + M, D]: paired [f(x_i), y_i] and queries [f(x_q), -w0 . f(x_q)];
         or the separate layout of the module docstring (x_1, y_1, ..., x_N, y_N, queries)."""
+        parts = self.token_parts(x_ctx, y_ctx, x_query)
+        if self.config.token_layout == "paired":
+            ctx, query = parts
+            return jnp.concatenate([ctx, query], axis=1)
+        x_tok, y_tok, q_tok = parts
+        b, n, width = x_tok.shape
+        ctx = jnp.stack([x_tok, y_tok], axis=2).reshape(b, 2 * n, width)  # x_1, y_1, x_2, y_2, ...
+        return jnp.concatenate([ctx, q_tok], axis=1)
+
+    def token_parts(self, x_ctx: jax.Array, y_ctx: jax.Array, x_query: jax.Array) -> tuple[jax.Array, ...]:
+        """The input tokens by kind: paired (context [B, N, D], queries [B, M, D]); separate
+        (x tokens [B, N, D], y tokens [B, N, D], queries [B, M, D]). `tokens` puts them in order."""
         f_ctx, f_query = self.embed(x_ctx), self.embed(x_query)  # [B, N, F], [B, M, F]
         query_slot = -(f_query @ self.w0[...].astype(f_query.dtype))  # [B, M]
         if self.config.token_layout == "paired":
             ctx = jnp.concatenate([f_ctx, y_ctx[..., None]], axis=-1)
             query = jnp.concatenate([f_query, query_slot[..., None]], axis=-1)
-            return jnp.concatenate([ctx, query], axis=1)
+            return ctx, query
         b, n, f = f_ctx.shape
         m, p = f_query.shape[1], self.config.n_positions
         if n > p:
@@ -265,8 +287,7 @@ class LSATransformer(nnx.Module):
         x_tok = jnp.concatenate([f_ctx, pos, flags(1, 0, 0, count=n), jnp.zeros((b, n, 1), dtype)], -1)
         y_tok = jnp.concatenate([jnp.zeros((b, n, f), dtype), pos, flags(0, 1, 0, count=n), y_ctx[..., None]], -1)
         q_tok = jnp.concatenate([f_query, jnp.zeros((b, m, p), dtype), flags(0, 0, 1, count=m), query_slot[..., None]], -1)
-        ctx = jnp.stack([x_tok, y_tok], axis=2).reshape(b, 2 * n, -1)  # x_1, y_1, x_2, y_2, ...
-        return jnp.concatenate([ctx, q_tok], axis=1)
+        return x_tok, y_tok, q_tok
 
     def layer_predictions(
         self, x_ctx: jax.Array, y_ctx: jax.Array, x_query: jax.Array, n_layers: int | None = None,
@@ -275,20 +296,24 @@ class LSATransformer(nnx.Module):
         """Minus the query label slot after each layer: [L, B, M].
 
         `n_layers` overrides L (e.g. to run a shared layer for more steps than it was trained for).
-        `path`: "tokens" updates every token layer by layer; "gram" runs a pure linear stack on
-        the fast path of `icl.models.gram` (the same numbers: the kernel token form or the Gram
-        recursion, O(N D^2 + L D^3) per task, whichever `gram.choose_method` finds cheaper for
-        the shape); "auto" takes "gram" whenever the config allows it.
+        `path`: "tokens" updates every token layer by layer (the reference); "gram" runs a pure
+        linear stack on the fast path of `icl.models.gram` (the same numbers: the kernel token
+        form or the Gram recursion, O(N D^2 + L D^3) per task, whichever `gram.choose_method`
+        finds cheaper for the shape); "fast" runs any stack by `icl.models.fast` (the same
+        numbers, without the work that cannot reach the read-out); "auto" takes "gram" whenever
+        the config allows it, else "fast".
         """
         x_ctx, y_ctx, x_query, _ = check_inputs(x_ctx, y_ctx, x_query, self.d)
         n_ctx = self.n_context_tokens(x_ctx.shape[1])
         n_layers = self.config.n_layers if n_layers is None else n_layers
         if not self.config.shared and n_layers > len(self.layers):
             raise ValueError(f"model: has {len(self.layers)} unshared layers, cannot run {n_layers}")
-        if path not in ("auto", "tokens", "gram"):
-            raise ValueError(f"model: path must be 'auto', 'tokens' or 'gram', got {path!r}")
+        if path not in PATHS:
+            raise ValueError(f"model: path must be one of {PATHS}, got {path!r}")
         if path == "gram" or (path == "auto" and supports_gram(self.config)):
             return gram_layer_predictions(self, x_ctx, y_ctx, x_query, n_layers)
+        if path in ("fast", "auto"):
+            return fast_layer_predictions(self, x_ctx, y_ctx, x_query, n_layers)
         tokens = self.tokens(x_ctx, y_ctx, x_query)  # [B, T, D]
         preds = []
         for i in range(n_layers):

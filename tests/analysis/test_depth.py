@@ -68,9 +68,9 @@ def test_a_diverged_run_is_evaluated_at_its_last_good_checkpoint(tmp_path):
     def diverging(_):
         raise train.TrainingDiverged("loss is nan at step 30")
 
-    summary, params, message = depth.train_or_last_good(config, tmp_path, diverging)
+    summary, params, message = runs.train_or_last_good(config, tmp_path, diverging)
     assert summary == {"diverged_at_checkpoint": 20} and message == "loss is nan at step 30"
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(run.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    summary, params, message = depth.train_or_last_good(config, tmp_path)  # finished: reused
+    summary, params, message = runs.train_or_last_good(config, tmp_path)  # finished: reused
     assert message is None and summary["model"]

@@ -21,7 +21,7 @@ def _config(**task) -> ExperimentConfig:
 
 def layer_params(gamma: np.ndarray) -> dict:
     """One-head layer with W_q W_k^T = [[-gamma, 0], [0, 0]] and W_v W_o = e_y e_y^T: exactly
-    y_hat = x_q^T gamma X^T y (compare.preconditioner)."""
+    y_hat = x_q^T gamma X^T y (weights.preconditioner)."""
     a, b = np.zeros((D + 1, D + 1)), np.zeros((D + 1, D + 1))
     a[:D, :D], b[D, D] = -gamma, 1.0
     eye = np.eye(D + 1)[None]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from icl import compare, constructions, models, runs, solvers, tasks
+from icl import compare, constructions, models, runs, solvers, tasks, weights
 from icl.analysis import lsa_weights as lw
 from icl.config import ExperimentConfig, OptimConfig, TrainConfig
 from icl.models import ModelConfig
@@ -35,14 +35,14 @@ def test_gd_construction_has_preconditioner_lr_over_n():
     d, n, lr = 4, 9, 0.7
     model = constructions.gd_model(d=d, n_ctx=n, lr=lr, layers=2, dtype=jnp.float64)
     for layer in model.layers:
-        a, b = compare.layer_products(layer)
-        np.testing.assert_allclose(compare.preconditioner(layer, d)["gamma"], (lr / n) * np.eye(d), rtol=0, atol=1e-12)
+        a, b = weights.layer_products(layer)
+        np.testing.assert_allclose(weights.preconditioner(layer, d)["gamma"], (lr / n) * np.eye(d), rtol=0, atol=1e-12)
         assert all(v == 0.0 for v in lw.block_norms(a, b).values())
 
 
 def test_preconditioner_of_a_general_layer_is_preconditioned_gd(batch):
     """A 1-layer LSA with A_xx = G and the GD value/out blocks predicts x_q^T Gamma X^T y with the
-    Gamma that `compare.preconditioner` reads off, i.e. exactly solvers.preconditioned_gd(Gamma)."""
+    Gamma that `weights.preconditioner` reads off, i.e. exactly solvers.preconditioned_gd(Gamma)."""
     d, n = 4, 9
     g = np.asarray(jax.random.normal(jax.random.key(3), (d, d)), np.float64)  # not symmetric
     model = constructions.gd_model(d=d, n_ctx=n, lr=2.5, layers=1, dtype=jnp.float64)
@@ -50,7 +50,7 @@ def test_preconditioner_of_a_general_layer_is_preconditioned_gd(batch):
     query = np.asarray(layer.query[...]).copy()  # [1, D, k]
     query[0, :d, :d] = g  # key stays [[I, 0], [0, 0]], so A[:d, :d] = G
     layer.query[...] = jnp.asarray(query)
-    gamma = compare.preconditioner(layer, d)["gamma"]
+    gamma = weights.preconditioner(layer, d)["gamma"]
     np.testing.assert_allclose(gamma, (2.5 / n) * g, rtol=1e-12)
     y_model = model(batch)  # [B, M]
     y_pgd = solvers.preconditioned_gd(batch.x_ctx, batch.y_ctx, batch.x_query, gamma_matrix=gamma)
@@ -64,9 +64,9 @@ def test_first_layer_odd_part_in_y_is_preconditioned_gd_with_gamma(batch):
     """For random weights (every block non-zero) the part of a first layer's read-out that is odd in
     the context labels is x_q^T Gamma X^T y with Gamma = -(B_yy A_xx + A_xy B_xy^T)."""
     model = models.build(models.ModelConfig(n_layers=1, init_scale=1.0), 4, jax.random.key(5))
-    a, b = compare.layer_products(model.layers[0])
+    a, b = weights.layer_products(model.layers[0])
     assert np.linalg.norm(a[:4, 4]) > 0.1 and np.linalg.norm(b[:4, 4]) > 0.1  # both routes present
-    gamma = compare.preconditioner(model.layers[0], 4)["gamma"]
+    gamma = weights.preconditioner(model.layers[0], 4)["gamma"]
     xc, yc, xq = batch.x_ctx, batch.y_ctx, batch.x_query
     odd = 0.5 * (model.predict(xc, yc, xq) - model.predict(xc, -yc, xq))  # [B, M]
     np.testing.assert_allclose(odd, solvers.preconditioned_gd(xc, yc, xq, gamma_matrix=gamma), rtol=1e-9, atol=1e-9)

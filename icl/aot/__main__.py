@@ -1,0 +1,7 @@
+"""`python -m icl.aot ...`: the same as `icl aot ...`."""
+
+import sys
+
+from icl.aot.command import main
+
+sys.exit(main())
