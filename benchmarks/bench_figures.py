@@ -101,12 +101,17 @@ def our_config(name: str, batch: int):
     return resolve(fig.experiment, [*fig.overrides, "train.n_seeds=1", f"train.batch_size={batch}"])
 
 
-def ours(name: str, batch: int, chunk: int) -> Callable[[], Any]:
-    """One call = `chunk` training steps of our Trainer, blocking."""
-    trainer = Trainer(our_config(name, batch))
+def chunk_runner(config, chunk: int) -> Callable[[], Any]:
+    """One call = `chunk` training steps of our Trainer on `config`, blocking."""
+    trainer = Trainer(config)
     params, opt_state = trainer.init()
     keys = trainer.keys()
     return lambda: jax.block_until_ready(trainer.train_chunk(params, opt_state, keys, 0, chunk))
+
+
+def ours(name: str, batch: int, chunk: int) -> Callable[[], Any]:
+    """`chunk_runner` of a figure's config at one seed and the given batch."""
+    return chunk_runner(our_config(name, batch), chunk)
 
 
 # -- the official code ----------------------------------------------------------------------------
@@ -192,18 +197,8 @@ def experiment_rates(names: list[str], chunk: int, repeats: int) -> list[dict]:
     for name in names:
         config = experiments.get(name)
         with jax.enable_x64(config.train.dtype == "float64"):
-            trainer = Trainer(config)
-            params, opt_state = trainer.init()
-            keys = trainer.keys()
-            run = lambda: jax.block_until_ready(trainer.train_chunk(params, opt_state, keys, 0, chunk))  # noqa: E731
-            t0 = time.perf_counter()
-            run()
-            compile_s = time.perf_counter() - t0
-            rate = 0.0
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                run()
-                rate = max(rate, chunk / (time.perf_counter() - t0))
+            timing = measure({name: chunk_runner(config, chunk)}, chunk, repeats)[name]
+        rate, compile_s = timing["steps_per_s"], timing["compile_s"]
         cfg = config.train
         rows.append({"experiment": name, "study": experiments.entry(name).study, "steps": cfg.steps, "n_seeds": cfg.n_seeds,
                      "batch": cfg.batch_size, "dtype": cfg.dtype, "compile_s": round(compile_s, 2),
