@@ -14,7 +14,7 @@ from typing import Any
 
 from icl import tasks
 from icl.checks import check_int
-from icl.tasks.base import check_positive_int, default_baselines
+from icl.tasks.base import check_positive_int, default_baselines, default_reference
 from icl.tasks.rng import SAMPLERS
 from icl.models import ModelConfig
 from icl.precision import PRECISIONS
@@ -80,6 +80,13 @@ class TrainConfig:
         (`icl.precision.PRECISIONS`). The default "highest" makes a float32 run float32 on every
         backend; "default" takes the backend's fast mode (bfloat16 passes on TPU, TF32 on Ampere
         and later GPUs; no change on CPU). Evaluations and the final table always run at "highest".
+      reference: the solver spec the model is measured against at every evaluation (the log's
+        ref_loss, preds_diff, model_cos, model_diff), with the task's default hyper-parameters
+        (`icl.compare.solver_predictor`). None: the task's `tasks.base.default_reference`, one
+        step of GD at the optimal rate for the families that list GD (the paper's reference),
+        else the family's first baseline (kernel ridge for sine, logistic regression for
+        classification, ...). A config.json without the field loads as "gd", what older code
+        logged for every task.
     """
 
     steps: int = 5000
@@ -97,6 +104,7 @@ class TrainConfig:
     sampler: str = "threefry_paired"
     seed_group: int = 0
     matmul_precision: str = "highest"
+    reference: str | None = None
 
     def __post_init__(self):
         names = ("steps", "batch_size", "n_seeds", "eval_every", "eval_tasks", "ckpt_every", "final_eval_tasks", "seed_parallel")
@@ -151,6 +159,12 @@ class ExperimentConfig:
         object.__setattr__(self, "compare_against", tuple(self.compare_against))
         for spec in self.compare_against:
             solvers.parse_spec(spec)
+        if self.train.reference is None:
+            object.__setattr__(self, "train", dataclasses.replace(self.train, reference=default_reference(self.task)))
+        try:
+            solvers.parse_spec(self.train.reference)
+        except ValueError as error:
+            raise ValueError(f"train: reference: {error}") from None
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -177,14 +191,16 @@ class ExperimentConfig:
 
 def upgrade_saved(data: dict) -> dict:
     """A saved config dict (config.json) as this version reads it. A `train` section written
-    before `sampler` existed trained on plain `jax.random` ("threefry"); one with the removed
-    `fast_sampling` on trained on a stream this version no longer draws (an error)."""
+    before `sampler` existed trained on plain `jax.random` ("threefry") and logged one GD step
+    as its reference ("gd"); one with the removed `fast_sampling` on trained on a stream this
+    version no longer draws (an error)."""
     data = dict(data)
     train = dict(data.get("train", {}))
     if train.pop("fast_sampling", False):
         raise ValueError("config: this run was trained with train.fast_sampling=true, a random stream this version "
                          "no longer draws; finish it with the version that started it")
     train.setdefault("sampler", "threefry")
+    train.setdefault("reference", "gd")
     data["train"] = train
     return data
 
@@ -254,8 +270,9 @@ def apply_overrides(config: ExperimentConfig, assignments) -> ExperimentConfig:
     top: dict[str, Any] = {}
     fields: dict[str, dict[str, Any]] = {}
     assignments = list(assignments or ())
-    # A config comparing against its task's default baselines keeps doing so for the new task.
+    # A config comparing against its task's default baselines (reference) keeps doing so for the new task.
     follows_task = config.compare_against == default_baselines(config.task)
+    reference_follows_task = config.train.reference == default_reference(config.task)
     assignments.sort(key=lambda a: not a.startswith("task="))  # a new family first, then its fields
     for assignment in assignments:
         section, field, value = _parse_assignment(config, assignment)
@@ -265,6 +282,8 @@ def apply_overrides(config: ExperimentConfig, assignments) -> ExperimentConfig:
             config = dataclasses.replace(config, task=tasks.get(value))
         else:
             top[section] = value
+    if reference_follows_task and "reference" not in fields.get("train", {}):
+        fields.setdefault("train", {})["reference"] = None
     updates = {section: dataclasses.replace(getattr(config, section), **values) for section, values in fields.items()}
     if follows_task and "compare_against" not in top:
         top["compare_against"] = None

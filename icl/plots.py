@@ -7,12 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
+from icl import rundir
+
 
 def read_log(run_dir: str | Path) -> list[dict]:
-    lines = (Path(run_dir) / "log.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
-    by_step = {r["step"]: r for r in records if "event" not in r}  # a resumed run may repeat steps
+    """The evaluation records of a run's log, one per step, in step order."""
+    by_step = {r["step"]: r for r in rundir.read_log(Path(run_dir)) if "event" not in r}  # a resumed run may repeat steps
     return [by_step[s] for s in sorted(by_step)]
+
+
+def _reference_name(summary: dict | None) -> str:
+    """How a figure names the run's reference: "1-step GD, optimal eta" or the solver spec."""
+    solver = (summary or {}).get("reference", {}).get("solver", "gd")  # a summary written before the field: GD
+    return "1-step GD, optimal eta" if solver == "gd" else solver
 
 
 def band(ax, x, values, label=None, **kw):
@@ -39,8 +46,9 @@ def pyplot():
 
 
 def plot_run(run_dir: str | Path, path: str | Path | None = None) -> Path:
-    """Loss of model vs GD (and least squares) over training, and model_cos / model_diff /
-    preds_diff against GD over training; mean over seeds with min-max band. Returns the PNG path."""
+    """Loss of model vs the run's reference (`train.reference`: one GD step at the optimal rate for
+    the paper's tasks) and least squares over training, and model_cos / model_diff / preds_diff
+    against the reference; mean over seeds with min-max band. Returns the PNG path."""
     plt = pyplot()
     run_dir = Path(run_dir)
     log = read_log(run_dir)
@@ -50,20 +58,21 @@ def plot_run(run_dir: str | Path, path: str | Path | None = None) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     ax = axes[0]
     band(ax, steps, [r["loss"] for r in log], "trained LSA (held-out)")
-    band(ax, steps, [r["gd_loss"] for r in log], "1-step GD, optimal eta", ls="--", color="k")
+    ref = _reference_name(summary)
+    band(ax, steps, [r["ref_loss"] for r in log], ref, ls="--", color="k")
     if summary and "least_squares" in summary["solvers"]:
         ls_loss = summary["solvers"]["least_squares"]["loss"]
         ax.axhline(ls_loss, color="gray", ls=":", label=f"least squares ({ls_loss:.2g})")
     ax.set(xlabel="training step", ylabel="held-out loss 0.5 (y_hat - y)^2", title="loss", ylim=(0, None))
     ax.legend()
-    band(axes[1], steps, [r["model_cos"] for r in log], "model_cos vs GD", color="C2")
-    axes[1].set(xlabel="training step", ylabel="cosine of d y_hat / d x_q", title="sensitivity alignment with GD", ylim=(-0.05, 1.05))
+    band(axes[1], steps, [r["model_cos"] for r in log], f"model_cos vs {ref}", color="C2")
+    axes[1].set(xlabel="training step", ylabel="cosine of d y_hat / d x_q", title="sensitivity alignment with the reference", ylim=(-0.05, 1.05))
     band(axes[2], steps, [r["model_diff"] for r in log], "model_diff", color="C3")
     band(axes[2], steps, [r["preds_diff"] for r in log], "preds_diff", color="C4")
-    axes[2].set(xlabel="training step", yscale="log", title="difference to GD")
+    axes[2].set(xlabel="training step", yscale="log", title=f"difference to {ref}")
     axes[2].legend()
     name = summary["experiment"] if summary else run_dir.name
-    fig.suptitle(f"{name}: trained transformer vs one step of gradient descent")
+    fig.suptitle(f"{name}: trained transformer vs {ref}")
     fig.tight_layout()
     path = Path(path) if path else run_dir / "figure.png"
     fig.savefig(path, dpi=110)

@@ -211,16 +211,21 @@ def restore_latest(run_dir: Path, target: dict, echo=print, mgr: ocp.CheckpointM
 
 # -- the log ------------------------------------------------------------------------------------
 def read_log(run_dir: Path) -> list[dict]:
-    """The log's records; a last line cut by a kill is dropped."""
+    """The log's records; a last line cut by a kill is dropped. Records written before
+    `train.reference` existed name the reference's loss "gd_loss" (it was one GD step); they are
+    read as "ref_loss"."""
     path = run_dir / LOG
     if not path.exists():
         return []
     records = []
     for line in path.read_text().splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if "gd_loss" in record:
+            record["ref_loss"] = record.pop("gd_loss")
+        records.append(record)
     return records
 
 

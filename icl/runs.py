@@ -42,7 +42,7 @@ class Run:
         return train.seed_models(self.config, self.params)
 
     def curve(self, key: str = "loss") -> tuple[list[int], list]:
-        """(steps, values) of one logged metric, e.g. "loss", "gd_loss", "model_cos", "train_loss"."""
+        """(steps, values) of one logged metric, e.g. "loss", "ref_loss", "model_cos", "train_loss"."""
         rows = [r for r in self.log if key in r and "step" in r]
         return [r["step"] for r in rows], [r[key] for r in rows]
 

@@ -28,7 +28,7 @@ import optax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from icl import compare, models, rundir, solvers
+from icl import compare, models, rundir
 from icl.checks import first_line
 from icl.config import ExperimentConfig
 from icl.rundir import CheckpointMismatch
@@ -175,15 +175,21 @@ def train(
 
 
 def check_solvers(config: ExperimentConfig) -> None:
-    """Build every `compare_against` solver for the task and trace it on two tasks (no compute),
-    so that a bad spec fails before training instead of after it."""
+    """Build every `compare_against` solver and the reference for the task and trace them on two
+    tasks (no compute), so that a bad spec fails before training instead of after it."""
     batch = jax.eval_shape(lambda: config.task.sample(jax.random.key(0), 2))
-    for spec in config.compare_against:
+    for field, spec in [*(("compare_against", s) for s in config.compare_against), ("train.reference", config.train.reference)]:
         try:
-            predict, _ = compare.solver_predictor(spec, config.task, heldout_key(config, HeldOut.GD_LR))
+            predict, _ = reference_solver(config, spec)
             jax.eval_shape(predict, batch.x_ctx, batch.y_ctx, batch.x_query)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"compare_against: {spec!r} does not work on the {config.task.family} task: {first_line(error)}") from None
+            raise ValueError(f"{field}: {spec!r} does not work on the {config.task.family} task: {first_line(error)}") from None
+
+
+def reference_solver(config: ExperimentConfig, spec: str | None = None):
+    """(predictor, hyper-parameters) of solver `spec` (default: `train.reference`) for the
+    config's task, its open hyper-parameters estimated on the held-out GD_LR tasks."""
+    return compare.solver_predictor(spec or config.train.reference, config.task, heldout_key(config, HeldOut.GD_LR))
 
 
 def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_process: bool) -> dict:
@@ -219,7 +225,8 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
          f"mesh {dict(trainer.mesh.shape)}; "
          f"{cfg.n_seeds} seed(s) x batch {cfg.batch_size}, steps {start} -> {end}")
     eval_batch = config.task.sample(heldout_key(config, HeldOut.EVAL), cfg.eval_tasks)
-    lr = solvers.optimal_gd_lr(config.task, heldout_key(config, HeldOut.GD_LR))
+    reference, reference_hparams = reference_solver(config)
+    evaluate = trainer.evaluator(reference)
     keys = trainer.keys()
     bar = _progress(progress and main_process, start, end)
     log, wall_before = _open_log(run_dir, start, main_process, echo)
@@ -245,13 +252,13 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
     try:
         with _Interrupts(echo) as stop, log:
             if start == 0:  # the untrained model, for the curves
-                metrics = trainer.evaluate(params, eval_batch, lr)
+                metrics = jax.device_get(evaluate(params, eval_batch))
                 log.write(json.dumps({"step": 0, **{k: np.asarray(v).tolist() for k, v in metrics.items()}}) + "\n")
             while step < end:
                 n = min(cfg.eval_every - step % cfg.eval_every, end - step)
                 new_params, new_opt, losses = trainer.train_chunk(params, opt_state, keys, step, n)
                 losses = np.asarray(losses)  # [n, S]; the one host sync per chunk
-                metrics = trainer.evaluate(new_params, eval_batch, lr)
+                metrics = jax.device_get(evaluate(new_params, eval_batch))
                 if (bad := _first_nonfinite(losses, metrics)) is not None:
                     log.write(json.dumps({"event": "diverged", "after_step": step, "steps": n, "what": bad[0]}) + "\n")
                     good = manager.latest_step()
@@ -278,7 +285,7 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
                     save(stop)
                 bar.update(n)
                 rate = steady_steps / (time.perf_counter() - steady_t0) if steady_steps else float("nan")
-                bar.set_postfix(loss=f"{float(np.mean(metrics['loss'])):.4f}", gd=f"{float(np.mean(metrics['gd_loss'])):.4f}",
+                bar.set_postfix(loss=f"{float(np.mean(metrics['loss'])):.4f}", ref=f"{float(np.mean(metrics['ref_loss'])):.4f}",
                                 cos=f"{float(np.mean(metrics['model_cos'])):.4f}", steps_s=f"{rate:.0f}")
                 if stop.requested:
                     raise _Stopped(stop.requested)
@@ -302,7 +309,7 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
         "experiment": config.name,
         "steps": step,
         "seeds": seeds_of(config),
-        "eta": lr,
+        "reference": {"solver": config.train.reference, "hparams": reference_hparams},
         "wall_s": round(wall, 2),
         "train_steps_per_s": round(steady_steps / (time.perf_counter() - steady_t0), 2) if steady_steps else None,
         "resumed_from": start or None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -107,7 +107,7 @@ class HeldOut(enum.IntEnum):
 
     EVAL = 0  # the evaluation every `eval_every` steps during training
     FINAL = 1  # the final comparison table (summary.json) and the figures' test sets
-    GD_LR = 2  # the optimal one-step GD learning rate
+    GD_LR = 2  # solvers' hyper-parameters estimated from tasks (the optimal one-step GD rate)
     OOD = 3  # out-of-distribution input scales (figure 1)
     TUNE = 4  # tuning solver hyper-parameters (validation tasks, disjoint from FINAL)
     EXTRA = 5  # a second test set of a study (claim 1's other context sizes, claim 5's orders, fig. 4's example)
@@ -163,7 +163,6 @@ class Trainer:
             traced_at(config.train.matmul_precision, self._train_chunk), static_argnums=3,
             out_shardings=(self.state_sharding, self.state_sharding, self.replicated),
         )
-        self._eval = jax.jit(highest(jax.vmap(self._eval_one, in_axes=(0, None, None))), out_shardings=self.replicated)
 
     # -- state ---------------------------------------------------------------------------------
     def shard(self, tree):
@@ -213,15 +212,17 @@ class Trainer:
         return self._chunk(params, opt_state, keys, n_steps, jnp.asarray(start, jnp.int32))
 
     # -- evaluation ----------------------------------------------------------------------------
-    def _eval_one(self, params, batch, lr):
-        gd = lambda xc, yc, xq: solvers.gd(xc, yc, xq, lr=lr)  # noqa: E731
-        return compare.compare(self.spec.predictor(params), gd, batch)
+    def evaluator(self, reference: Callable) -> Callable:
+        """The jitted evaluation (params, batch) -> per seed [S] loss, ref_loss, preds_diff,
+        model_cos, model_diff: the model against `reference`, a predictor such as
+        `compare.solver_predictor(...)[0]` (definitions in `icl.compare`)."""
 
-    def evaluate(self, params, batch, lr) -> dict[str, np.ndarray]:
-        """Model vs one-step GD (rate lr) per seed on `batch`: loss, gd_loss, preds_diff, model_cos, model_diff."""
-        out = jax.device_get(self._eval(params, batch, lr))
-        out["gd_loss"] = out.pop("loss_other")
-        return out
+        def one(params, batch):
+            out = compare.compare(self.spec.predictor(params), reference, batch)
+            out["ref_loss"] = out.pop("loss_other")
+            return out
+
+        return jax.jit(highest(jax.vmap(one, in_axes=(0, None))), out_shardings=self.replicated)
 
 
 def _grouped(step_group, group: int):

@@ -40,7 +40,7 @@ def draw(path, log, pieces, ood, config):
     steps = np.array([r["step"] for r in log])
     ax = axes[0]
     common.band(ax, steps, [r["loss"] for r in log], "trained LSA")
-    ax.plot(steps, [r["gd_loss"][0] for r in log], "k--", label="1 step GD, optimal eta")
+    ax.plot(steps, [r["ref_loss"][0] for r in log], "k--", label="1 step GD, optimal eta")
     mid = np.asarray(pieces["interp_loss"])  # [pieces, S]
     ax.errorbar(pieces["steps"], mid.mean(1), yerr=[mid.mean(1) - mid.min(1), mid.max(1) - mid.mean(1)],
                 fmt="o", ms=4, color="C1", label="interpolated (trained + GD construction)/2")
@@ -103,7 +103,7 @@ def main() -> None:
         "over_training": {
             "steps": [r["step"] for r in log],
             **{k: common.stats([r[k] for r in log]) for k in ("loss", "model_cos", "model_diff", "preds_diff")},
-            "gd_loss": [r["gd_loss"][0] for r in log],
+            "gd_loss": [r["ref_loss"][0] for r in log],
             "n_tasks": config.train.eval_tasks,
         },
         "pieces": {**pieces, "n_tasks": config.train.final_eval_tasks},

@@ -70,7 +70,7 @@ def draw(path, results, logs, configs):
     for i, (k, log) in enumerate(zip(ks, logs)):
         steps = np.array([r["step"] for r in log])
         common.band(ax, steps, [r["loss"] for r in log], f"LSA, {k} distractors", color=f"C{i}")
-        ax.axhline(log[-1]["gd_loss"][0], color=f"C{i}", ls="--", lw=0.8)
+        ax.axhline(log[-1]["ref_loss"][0], color=f"C{i}", ls="--", lw=0.8)
     ax.set(xlabel="training step", ylabel="held-out loss", title="training (dashed: GD at optimal eta)", ylim=(0, 0.6))
     ax.legend(fontsize=7)
     ax = axes[2]

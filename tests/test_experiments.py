@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from icl import cli, experiments
+from icl import cli, experiments, tasks
 from icl.config import ExperimentConfig, TrainConfig
 from icl.experiments import registry
 
@@ -27,7 +27,9 @@ def test_studies_cover_every_name_once():
 def test_scaled_modes():
     base = experiments.get("paper_1layer")
     quick = TrainConfig(steps=30, batch_size=16, eval_every=10, ckpt_every=30, eval_tasks=64, final_eval_tasks=100)
-    assert registry.scaled(base, quick, mode="quick").train == quick
+    assert registry.scaled(base, quick, mode="quick").train == dataclasses.replace(quick, reference="gd")
+    sine = dataclasses.replace(base, name="sine_ridge", task=tasks.get("sine"), train=dataclasses.replace(base.train, reference="ridge"))
+    assert registry.scaled(sine, quick, mode="quick").train.reference == "ridge"  # quick keeps the reference
     assert registry.scaled(base, None, mode="quick") is base  # no quick profile: the config is already small
     assert registry.scaled(base, quick) is base
     mid = registry.scaled(base, quick, steps=700, batch_size=128)

@@ -64,7 +64,7 @@ def params(run_dir, step=None):
 def curve(run_dir) -> np.ndarray:
     """[records, 3, seeds]: train_loss, held-out loss and GD's loss at every logged step."""
     rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    return np.array([[r["train_loss"], r["loss"], r["gd_loss"]] for r in rows if "train_loss" in r])
+    return np.array([[r["train_loss"], r["loss"], r["ref_loss"]] for r in rows if "train_loss" in r])
 
 
 @pytest.fixture(scope="module")

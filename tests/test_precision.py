@@ -112,7 +112,7 @@ def test_train_chunk_follows_config_and_evaluation_is_highest(setting, expected)
     keys, eval_batch = trainer.keys(), config.task.sample(jax.random.key(1), 8)
     with jax.default_matmul_precision("bfloat16"):  # the caller's setting does not leak in
         step = precisions(trainer._chunk.lower(params, opt_state, keys, 2, jnp.asarray(0, jnp.int32)))
-        evaluation = precisions(trainer._eval.lower(params, eval_batch, 0.5))
+        evaluation = precisions(trainer.evaluator(train.reference_solver(config)[0]).lower(params, eval_batch))
     assert len(step) > 0 and [p for p in step if p != expected] == []
     assert len(evaluation) > 0 and [p for p in evaluation if p != "HIGHEST"] == []
 

@@ -132,7 +132,8 @@ def test_divergence_stops_and_every_checkpoint_is_finite(tmp_path):
     config, params, step = train.load_params(tmp_path)
     assert step == 4
     batch = config.task.sample(train.heldout_key(config, 0), config.train.eval_tasks)
-    assert np.isfinite(np.asarray(train.Trainer(config).evaluate(params, batch, 1.0)["loss"])).all()
+    evaluate = train.Trainer(config).evaluator(train.reference_solver(config)[0])
+    assert np.isfinite(np.asarray(evaluate(params, batch)["loss"])).all()
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert log[-1] == {"event": "diverged", "after_step": 4, "steps": 1, "what": "held-out loss"}
     assert cli.main(["train", "tiny", "--out", str(tmp_path / "cli"), "--no-progress", "--set", "optim.name=sgd",
@@ -223,3 +224,31 @@ def test_compare_of_a_float64_run_evaluates_in_float64(tmp_path):
     assert done.returncode == 0, done.stderr
     table = json.loads((out / "compare.json").read_text())
     assert table["solvers"]["least_squares"]["loss"] < 1e-25
+
+
+def test_the_reference_follows_the_task_and_is_logged(tmp_path):
+    """`train.reference` defaults to one GD step for linear regression and to the family's own
+    learner elsewhere; the log's ref_loss is that solver's loss on the evaluation tasks, and a
+    config.json written before the field existed (whose log called it gd_loss) loads as "gd"."""
+    linear = tiny()
+    assert linear.train.reference == "gd"
+    sine = override(linear, "task=sine")
+    assert sine.train.reference == "kernel_ridge" and override(linear, "task=linear_classification").train.reference == "logistic_regression"
+    assert override(override(linear, "train.reference=ridge(lam=0.5)"), "task=sine").train.reference == "ridge(lam=0.5)"
+    with pytest.raises(ValueError, match="^train: reference: unknown solver 'nope'"):
+        override(linear, "train.reference=nope")
+    config = apply_overrides(sine, ["train.steps=20", "train.eval_every=10", "train.ckpt_every=10", "train.eval_tasks=64"])
+    summary = train.train(config, tmp_path, progress=False)
+    assert summary["reference"]["solver"] == "kernel_ridge" and set(summary["reference"]["hparams"]) == {"bandwidth", "lam"}
+    batch = config.task.sample(train.heldout_key(config, train.HeldOut.EVAL), 64)
+    predict, _ = train.reference_solver(config)
+    want = float(0.5 * np.mean((np.asarray(predict(batch.x_ctx, batch.y_ctx, batch.x_query)) - np.asarray(batch.y_query)) ** 2))
+    log = train.rundir.read_log(tmp_path)
+    assert [r["step"] for r in log] == [0, 10, 20]
+    np.testing.assert_allclose([r["ref_loss"] for r in log], [[want] * config.train.n_seeds] * 3, rtol=1e-5)
+    # an older run: config without the field, log with gd_loss
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["train"]["reference"]
+    assert ExperimentConfig.from_dict(saved).train.reference == "gd"
+    (tmp_path / "log.jsonl").write_text('{"step": 0, "loss": [1.0], "gd_loss": [0.5]}\n')
+    assert train.rundir.read_log(tmp_path) == [{"step": 0, "loss": [1.0], "ref_loss": [0.5]}]

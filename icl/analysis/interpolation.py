@@ -15,6 +15,8 @@ eta stays the one fitted at alpha = 1; a model that implements GD follows GD's l
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 from flax import nnx
@@ -36,10 +38,11 @@ def interpolated_params(config: ExperimentConfig, params: dict, eta: float, t: f
 def piece_metrics(trainer: train.Trainer, params: dict, batch, eta: float) -> dict:
     """The trained and the interpolated model vs one GD step (rate eta) on `batch`: per seed
     "model_loss", "interp_loss", "interp_model_cos", "model_cos" [S] and the GD loss."""
-    model = trainer.evaluate(params, batch, eta)
-    mid = trainer.evaluate(interpolated_params(trainer.config, params, eta), batch, eta)
+    evaluate = trainer.evaluator(functools.partial(solvers.gd, lr=eta))
+    model = jax.device_get(evaluate(params, batch))
+    mid = jax.device_get(evaluate(interpolated_params(trainer.config, params, eta), batch))
     return {
-        "model_loss": model["loss"].tolist(), "gd_loss": float(model["gd_loss"][0]),
+        "model_loss": model["loss"].tolist(), "gd_loss": float(model["ref_loss"][0]),
         "interp_loss": mid["loss"].tolist(), "interp_model_cos": mid["model_cos"].tolist(),
         "model_cos": model["model_cos"].tolist(),
     }

@@ -33,8 +33,9 @@ def first_step_below(log: list[dict], threshold: Callable[[dict], float]) -> lis
 
 
 def first_step_near_gd(log: list[dict], factor: float = 1.05) -> list[int]:
-    """Per seed, the first logged step with loss below `factor` x that evaluation's GD loss; -1 if none."""
-    return first_step_below(log, lambda r: factor * r["gd_loss"][0])
+    """Per seed, the first logged step with loss below `factor` x that evaluation's GD loss (the
+    log's reference, one GD step for the paper's task); -1 if none."""
+    return first_step_below(log, lambda r: factor * r["ref_loss"][0])
 
 
 def value_path(config: ExperimentConfig, params: dict) -> dict:
@@ -69,7 +70,7 @@ def summarise(config: ExperimentConfig, log: list[dict], summary: dict, params: 
         "stuck_seeds": [seed for seed, loss in zip(summary["seeds"], final_loss, strict=True) if loss >= ESCAPE_LOSS],
         "train_steps_per_s": summary["train_steps_per_s"],
         "train_wall_s": summary.get("wall_s"),
-        "log": {"steps": [r["step"] for r in log], "loss": [r["loss"] for r in log], "gd_loss": [r["gd_loss"][0] for r in log]},
+        "log": {"steps": [r["step"] for r in log], "loss": [r["loss"] for r in log], "gd_loss": [r["ref_loss"][0] for r in log]},
     }
 
 

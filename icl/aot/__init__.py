@@ -11,7 +11,7 @@ same SPMD program):
 
   train       the jitted train chunk `Trainer._chunk` (eval_every steps of sampling, forward,
               backward and the optimiser, vmapped over seeds, batch split over the `data` axis)
-  eval        `Trainer._eval`, the evaluation during training (model vs one GD step)
+  eval        `Trainer.evaluator`, the evaluation during training (model vs `train.reference`)
   final:NAME  the final table's `compare.compare` of the model vs each solver of
               `compare_against`, on `final_eval_tasks` held-out tasks
 

@@ -188,8 +188,8 @@ def lower_programs(trainer, programs=("train", "eval", "final"), solvers=None) -
         start = jax.ShapeDtypeStruct((), jnp.int32, sharding=trainer.replicated)
         out["train"] = trainer._chunk.lower(params, opt_state, keys, cfg.eval_every, start)  # noqa: SLF001
     if "eval" in programs:
-        lr = jax.ShapeDtypeStruct((), jax.dtypes.canonicalize_dtype(float), sharding=trainer.replicated, weak_type=True)  # a float
-        out["eval"] = trainer._eval.lower(params, abstract_batch(trainer, cfg.eval_tasks, 0), lr)  # noqa: SLF001
+        reference, _ = train.reference_solver(config)  # its hyper-parameters are constants in the program, as in train()
+        out["eval"] = trainer.evaluator(reference).lower(params, abstract_batch(trainer, cfg.eval_tasks, 0))
     if "final" in programs:
         batch = abstract_batch(trainer, cfg.final_eval_tasks, 1)
         spec = trainer.spec

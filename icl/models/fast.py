@@ -46,6 +46,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from icl.models.gelu_mlp import gelu_mlp, linear_weights
+
 
 # -- products whose backward pass avoids transposed-operand dots ---------------------------------
 def transposed(x: jax.Array) -> jax.Array:
@@ -230,7 +232,7 @@ def _finish(layer, tokens: jax.Array) -> jax.Array:
     cfg = layer.config
     if cfg.mlp:
         h = layer.mlp_norm(tokens) if layer.mlp_norm is not None else tokens
-        tokens = tokens + layer.mlp_out(jax.nn.gelu(layer.mlp_in(h)))
+        tokens = tokens + gelu_mlp(h, *linear_weights(layer.mlp_in), *linear_weights(layer.mlp_out))
     if cfg.clip_activations > 0:
         tokens = jnp.clip(tokens, -cfg.clip_activations, cfg.clip_activations)
     return tokens
@@ -281,6 +283,14 @@ def lazy_applies(config, n_layers: int) -> bool:
     return n_layers >= 2 and not (config.layernorm or config.mlp or config.clip_activations > 0)
 
 
+def fast_embed(model):
+    """`model.embed` through `gelu_mlp` (the same numbers, in row blocks)."""
+    if not model.config.embed_dim:
+        return model.embed
+    weights = (*linear_weights(model.embed_in), *linear_weights(model.embed_out))
+    return lambda x: gelu_mlp(x, *weights)
+
+
 # -- the stack ------------------------------------------------------------------------------------
 def fast_layer_predictions(model, x_ctx: jax.Array, y_ctx: jax.Array, x_query: jax.Array, n_layers: int) -> jax.Array:
     """The read-outs [L, B, M] of `model.layer_predictions(..., path="tokens")`, computed as the
@@ -289,7 +299,7 @@ def fast_layer_predictions(model, x_ctx: jax.Array, y_ctx: jax.Array, x_query: j
     The context tokens are kept grouped by kind (separate layout: x_1..x_N, y_1..y_N) instead of
     interleaved: every layer sums over the context, so its order does not matter."""
     cfg = model.config
-    *ctx_parts, queries = model.token_parts(x_ctx, y_ctx, x_query)
+    *ctx_parts, queries = model.token_parts(x_ctx, y_ctx, x_query, embed=fast_embed(model))
     ctx = ctx_parts[0] if len(ctx_parts) == 1 else jnp.concatenate(ctx_parts, axis=1)
     n_ctx = ctx.shape[1]
     layer_of = lambda i: model.layers[0 if cfg.shared else i]  # noqa: E731

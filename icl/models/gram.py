@@ -66,7 +66,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from icl.models.fast import bmm, bmm_nt, gram_matrix, matmul
+from icl.models.fast import bmm, bmm_nt, fast_embed, gram_matrix, matmul
 
 
 METHODS = ("tokens", "maps")
@@ -255,8 +255,8 @@ def gram_layer_predictions(model, x_ctx, y_ctx, x_query, n_layers: int | None = 
         raise ValueError("gram_layer_predictions needs linear attention without LayerNorm or MLP")
     n_ctx = x_ctx.shape[1]
     n_layers = model.config.n_layers if n_layers is None else n_layers
-    tokens = model.tokens(x_ctx, y_ctx, x_query)  # [B, T, D]
+    ctx, queries = model.token_parts(x_ctx, y_ctx, x_query, embed=fast_embed(model))  # [B, N, D], [B, M, D]
     weights = [_products(model.layers[0 if model.config.shared else i]) for i in range(n_layers)]
     if model.config.frozen_gd_lr > 0:  # the frozen GD construction divides its update by N
         weights = [(a, b / n_ctx) for a, b in weights]
-    return stack_predictions(weights, tokens[:, :n_ctx], tokens[:, n_ctx:], method, model.config.clip_activations)
+    return stack_predictions(weights, ctx, queries, method, model.config.clip_activations)

@@ -265,10 +265,12 @@ class LSATransformer(nnx.Module):
         ctx = jnp.stack([x_tok, y_tok], axis=2).reshape(b, 2 * n, width)  # x_1, y_1, x_2, y_2, ...
         return jnp.concatenate([ctx, q_tok], axis=1)
 
-    def token_parts(self, x_ctx: jax.Array, y_ctx: jax.Array, x_query: jax.Array) -> tuple[jax.Array, ...]:
+    def token_parts(self, x_ctx: jax.Array, y_ctx: jax.Array, x_query: jax.Array, embed=None) -> tuple[jax.Array, ...]:
         """The input tokens by kind: paired (context [B, N, D], queries [B, M, D]); separate
-        (x tokens [B, N, D], y tokens [B, N, D], queries [B, M, D]). `tokens` puts them in order."""
-        f_ctx, f_query = self.embed(x_ctx), self.embed(x_query)  # [B, N, F], [B, M, F]
+        (x tokens [B, N, D], y tokens [B, N, D], queries [B, M, D]). `tokens` puts them in order.
+        `embed`: a function equal to `self.embed` to use instead (the fast path's)."""
+        embed = embed or self.embed
+        f_ctx, f_query = embed(x_ctx), embed(x_query)  # [B, N, F], [B, M, F]
         query_slot = -(f_query @ self.w0[...].astype(f_query.dtype))  # [B, M]
         if self.config.token_layout == "paired":
             ctx = jnp.concatenate([f_ctx, y_ctx[..., None]], axis=-1)

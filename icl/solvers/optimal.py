@@ -38,9 +38,26 @@ def gd_direction(x_ctx, y_ctx, x_query) -> jax.Array:
 
 
 def optimal_gd_lr(task, key: jax.Array, n_tasks: int = 65536) -> float:
-    """The lr minimising the expected one-step-GD loss on `task`, exact on n_tasks samples."""
+    """The lr minimising the expected one-step-GD loss on `task`, exact on n_tasks samples.
+    A run asks for it several times (the reference, the spec checks, the final table): the value
+    is kept per (task, key, n_tasks, precision) for the process."""
     if n_tasks < 1:
         raise ValueError(f"optimal_gd_lr: n_tasks must be >= 1, got {n_tasks!r}")
+    try:
+        memo = (task, jax.random.key_impl(key), tuple(np.asarray(jax.random.key_data(key)).ravel().tolist()), n_tasks,
+                bool(jax.config.jax_enable_x64))
+        hash(memo)
+    except TypeError:  # an unhashable task (a field holding an array) or a raw uint32 key: no memo
+        return _optimal_gd_lr(task, key, n_tasks)
+    if memo not in _MEMO:
+        _MEMO[memo] = _optimal_gd_lr(task, key, n_tasks)
+    return _MEMO[memo]
+
+
+_MEMO: dict = {}
+
+
+def _optimal_gd_lr(task, key: jax.Array, n_tasks: int) -> float:
     batch = task.sample(key, n_tasks)
     a = gd_direction(batch.x_ctx, batch.y_ctx, batch.x_query)  # [B, M]
     return float(jnp.sum(a * batch.y_query) / jnp.sum(a * a))

@@ -90,6 +90,15 @@ def default_baselines(task) -> tuple[str, ...]:
     return tuple(getattr(task, "baselines", ()))
 
 
+def default_reference(task) -> str:
+    """The solver a model on `task` is measured against during training: one GD step ("gd", at
+    the optimal rate) where the family lists GD among its baselines, the paper's reference; else
+    the family's first baseline (its natural learner: kernel ridge for sine, logistic regression
+    for classification, dMMSE for a task pool); "gd" for a family that lists none."""
+    baselines = default_baselines(task)
+    return "gd" if "gd" in baselines or not baselines else baselines[0]
+
+
 _REGISTRY: dict[str, type] = {}
 
 

@@ -12,10 +12,10 @@ D = 3
 
 # three seeds: one escapes at 100 and reaches GD at 150, one escapes at 200, one never escapes
 LOG = [
-    {"step": 0, "loss": [0.40, 0.41, 0.40], "gd_loss": [0.20, 0.20]},
-    {"step": 100, "loss": [0.25, 0.39, 0.40], "gd_loss": [0.20, 0.20]},
-    {"step": 150, "loss": [0.205, 0.38, 0.40], "gd_loss": [0.20, 0.20]},
-    {"step": 200, "loss": [0.20, 0.29, 0.39], "gd_loss": [0.20, 0.20]},
+    {"step": 0, "loss": [0.40, 0.41, 0.40], "ref_loss": [0.20, 0.20]},
+    {"step": 100, "loss": [0.25, 0.39, 0.40], "ref_loss": [0.20, 0.20]},
+    {"step": 150, "loss": [0.205, 0.38, 0.40], "ref_loss": [0.20, 0.20]},
+    {"step": 200, "loss": [0.20, 0.29, 0.39], "ref_loss": [0.20, 0.20]},
 ]
 
 
@@ -74,7 +74,7 @@ def test_late_fraction_counts_never_escaping_seeds():
     config = _config()
     config = ExperimentConfig(name="late", task=config.task, model=config.model,
                               train=TrainConfig(steps=2000, batch_size=8, n_seeds=3, eval_every=50, ckpt_every=2000))
-    log = [dict(r) for r in LOG] + [{"step": 1600, "loss": [0.2, 0.2, 0.25], "gd_loss": [0.2, 0.2]}]
+    log = [dict(r) for r in LOG] + [{"step": 1600, "loss": [0.2, 0.2, 0.25], "ref_loss": [0.2, 0.2]}]
     summary = {"seeds": [0, 1, 2], "model": {"loss": [0.2, 0.2, 0.2]}, "solvers": {"gd": {"loss": 0.2}}, "train_steps_per_s": 1.0}
     row = plateau.summarise(config, log, summary, runs.initial_params(config))
     assert row["escape_step"] == [100, 200, 1600]
