@@ -1,0 +1,105 @@
+"""Run every figure and claim script, several at a time: the paper in one command.
+
+    python paper_figures/run_all.py [--quick] [--jobs N] [--only fig2_depth fig3_recurrence ...]
+
+Each script (`paper_figures/fig*.py`, `claim*.py`) runs as its own process, as `python SCRIPT
+[--quick]` would; N of them at once (default: the machine's CPU count). Why: XLA:CPU keeps
+the second core of a 2-core machine mostly idle on these programs (small batched products, one
+op at a time), so two trainings side by side get through 1.4-1.8x the work of one (measured, 2
+cores: figure 2's 5-layer stack 6.1 steps/s alone, 5.0 + 5.3 two at once; figure 4 9.0 vs 6.5 +
+6.1; figure 5 11.6 vs 7.2 + 8.0; `benchmarks/bench_figures.py --experiments NAME` in two shells).
+Every script's own numbers are unchanged: each run is a pure function of its config, and its
+`wall_s` is its own (measured while sharing the machine).
+
+Order: the longest first (the previous `wall_s` in each script's numbers file; scripts without
+one first of all), figure 3 after figure 2 (it loops figure 2's shared runs, which are trained
+once, by whichever comes first: a run directory takes one trainer at a time). Each script's
+output goes to <out>/logs/<script>.log; a line per start and end is printed here. Exit status 1
+when any script fails (all others still run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+AFTER = {"fig3_recurrence": "fig2_depth"}  # script -> the script whose runs it reuses
+
+
+def scripts(only: list[str] | None) -> list[str]:
+    """The figure and claim scripts by name (fig*.py, claim*.py), optionally only some."""
+    names = sorted(p.stem for p in [*HERE.glob("fig*.py"), *HERE.glob("claim*.py")])
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise SystemExit(f"run_all: unknown script(s) {', '.join(unknown)}; known: {', '.join(names)}")
+        names = [n for n in names if n in only]
+    return names
+
+
+def previous_wall_s(out: Path, name: str) -> float:
+    """The wall time the script's last numbers file records (inf when there is none: unknown
+    work goes first)."""
+    try:
+        return float(json.loads((out / f"{name}.json").read_text())["wall_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return float("inf")
+
+
+def ready(name: str, done: set[str], selected: set[str]) -> bool:
+    return AFTER.get(name) not in selected or AFTER[name] in done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every script's --quick mode (outputs in paper_figures/quick/)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="scripts at once (default: CPU count)")
+    parser.add_argument("--only", nargs="+", metavar="SCRIPT", help="these scripts (names without .py)")
+    parser.add_argument("--python", default=sys.executable, help="interpreter for the scripts")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    out = HERE / "quick" if args.quick else HERE
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    waiting = sorted(scripts(args.only), key=lambda n: -previous_wall_s(out, n))
+    selected, done, failed = set(waiting), set(), []
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    started = time.perf_counter()
+    while waiting or running:
+        for name in [n for n in waiting if ready(n, done, selected)][: args.jobs - len(running)]:
+            waiting.remove(name)
+            with open(logs / f"{name}.log", "w") as log:
+                cmd = [args.python, str(HERE / f"{name}.py"), *(["--quick"] if args.quick else [])]
+                running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), time.perf_counter())
+            print(f"=== {name}: started ({len(running)} running)", flush=True)
+        time.sleep(0.2)
+        for name, (proc, t0) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            del running[name]
+            done.add(name)
+            took = time.perf_counter() - t0
+            if proc.returncode == 0:
+                print(f"=== {name}: ok in {took:.0f} s", flush=True)
+            else:
+                failed.append(name)
+                tail = (logs / f"{name}.log").read_text().splitlines()[-15:]
+                print(f"=== {name}: FAILED (exit {proc.returncode}) after {took:.0f} s; log {logs / (name + '.log')}:",
+                      *("    " + line for line in tail), sep="\n", file=sys.stderr, flush=True)
+    total = time.perf_counter() - started
+    if failed:
+        print(f"run_all: {len(failed)} of {len(selected)} failed: {' '.join(failed)} ({total:.0f} s)", file=sys.stderr)
+        return 1
+    print(f"run_all: all {len(selected)} scripts passed in {total:.0f} s with {args.jobs} at once")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
