@@ -1,6 +1,6 @@
 """Run every figure and claim script, several at a time: the paper in one command.
 
-    python paper_figures/run_all.py [--quick] [--jobs N] [--only fig2_depth fig3_recurrence ...]
+    python paper_figures/run_all.py [--quick] [--jobs N] [--only fig2_depth fig3_recurrence ...] [--out DIR]
 
 Each script (`paper_figures/fig*.py`, `claim*.py`) runs as its own process, as `python SCRIPT
 [--quick]` would; N of them at once (default: the machine's CPU count). Why: XLA:CPU keeps
@@ -62,10 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="scripts at once (default: CPU count)")
     parser.add_argument("--only", nargs="+", metavar="SCRIPT", help="these scripts (names without .py)")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the scripts")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="every script's --out (default paper_figures/, or paper_figures/quick/ with --quick)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
-    out = HERE / "quick" if args.quick else HERE
+    out = args.out.resolve() if args.out else (HERE / "quick" if args.quick else HERE)
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     waiting = sorted(scripts(args.only), key=lambda n: -previous_wall_s(out, n))
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in [n for n in waiting if ready(n, done, selected)][: args.jobs - len(running)]:
             waiting.remove(name)
             with open(logs / f"{name}.log", "w") as log:
-                cmd = [args.python, str(HERE / f"{name}.py"), *(["--quick"] if args.quick else [])]
+                cmd = [args.python, str(HERE / f"{name}.py"), *(["--quick"] if args.quick else []),
+                       *(["--out", str(out)] if args.out else [])]
                 running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), time.perf_counter())
             print(f"=== {name}: started ({len(running)} running)", flush=True)
         time.sleep(0.2)

@@ -3,31 +3,10 @@
 import numpy as np
 import pytest
 
-from icl import runs, solvers, tasks
+from icl import runs, solvers
 from icl.analysis import gamma_star
-from icl.config import ExperimentConfig, TrainConfig
-from icl.models import ModelConfig
 
 D, N_CTX = 3, 8
-
-
-def _config(**task) -> ExperimentConfig:
-    return ExperimentConfig(
-        name="gamma", task=tasks.get("linear", d=D, n_ctx=N_CTX, input_dist="gaussian", **task),
-        model=ModelConfig(n_layers=1, attention="linear"),
-        train=TrainConfig(steps=10, batch_size=8, n_seeds=2, eval_every=10, ckpt_every=10, eval_tasks=64, final_eval_tasks=256),
-    )
-
-
-def layer_params(gamma: np.ndarray, a_xy=None, b_x=None) -> dict:
-    """One-head layer with A = W_q W_k^T, B = W_v W_o such that A_xx = -gamma, b_y = 1 (so the GD
-    part is gamma) and the given a_xy, b_x (default 0)."""
-    a, b = np.zeros((D + 1, D + 1)), np.zeros((D + 1, D + 1))
-    a[:D, :D], b[D, D] = -gamma, 1.0
-    if a_xy is not None:
-        a[:D, D], b[:D, D] = a_xy, b_x
-    eye = np.eye(D + 1)[None]
-    return {"layers": {0: {"query": a[None], "key": eye, "value": b[None], "out": eye}}}
 
 
 def test_distance_and_best_multiple():
@@ -39,11 +18,11 @@ def test_distance_and_best_multiple():
     assert np.sum((g - gamma_star.best_multiple(g, basis)) * basis) == pytest.approx(0.0, abs=1e-9)
 
 
-def test_gammas_and_rank_one_share():
-    config = _config()
+def test_gammas_and_rank_one_share(gaussian_lsa_config, preconditioner_layer):
+    config = gaussian_lsa_config("gamma", D, N_CTX)
     g = np.array([[0.1, 0.02, 0.0], [0.02, 0.2, 0.0], [0.0, 0.0, 0.05]])
     a_xy, b_x = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.5, 0.0])
-    params = runs.stack_seeds([layer_params(g), layer_params(g, a_xy, b_x)])
+    params = runs.stack_seeds([preconditioner_layer(g), preconditioner_layer(g, a_xy, b_x)])
     got = gamma_star.gammas(config, params)
     np.testing.assert_allclose(got[0], g, atol=1e-12)
     np.testing.assert_allclose(got[1], g - np.outer(a_xy, b_x), atol=1e-12)  # Gamma = -(b_y A_xx + a_xy b_x^T)
@@ -51,30 +30,30 @@ def test_gammas_and_rank_one_share():
     assert share[0] == pytest.approx(0.0) and share[1] == pytest.approx(0.5 / np.linalg.norm(got[1]))
 
 
-def test_distances_isotropic_diagonal_and_noisy():
-    iso = _config()
+def test_distances_isotropic_diagonal_and_noisy(gaussian_lsa_config, preconditioner_layer):
+    iso = gaussian_lsa_config("gamma", D, N_CTX)
     star = solvers.gamma_star(np.eye(D), N_CTX)
     d = gamma_star.distances(iso, star)
     assert d["gamma_star"] == 0.0 and d["best_multiple_of_identity"] == pytest.approx(0.0, abs=1e-12)
     assert d["best_multiple_of_sigma_inverse"] == pytest.approx(0.0, abs=1e-12) and "noiseless_gamma_star" not in d
-    diagonal = _config(covariance="diagonal", condition_number=20.0)
+    diagonal = gaussian_lsa_config("gamma", D, N_CTX, covariance="diagonal", condition_number=20.0)
     d = gamma_star.distances(diagonal, np.eye(D))
     assert d["trained_from_multiple_of_identity"] == pytest.approx(0.0, abs=1e-12)
     assert d["best_multiple_of_identity"] > 0.1 and d["best_multiple_of_sigma_inverse"] > 0.01
-    noisy = _config(covariance="diagonal", condition_number=20.0, noise_std=2.0)
+    noisy = gaussian_lsa_config("gamma", D, N_CTX, covariance="diagonal", condition_number=20.0, noise_std=2.0)
     star = gamma_star.optimum(noisy)
     d = gamma_star.distances(noisy, star)
     assert d["gamma_star"] == 0.0 and d["noiseless_gamma_star"] > 0.05 and d["noiseless_vs_noisy_gamma_star"] > 0.05
     np.testing.assert_allclose(gamma_star.optimum(noisy, noisy=False), solvers.gamma_star(noisy.task.input_covariance, N_CTX))
-    assert gamma_star.distances_to_optimum(noisy, runs.stack_seeds([layer_params(star)] * 2)) == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert gamma_star.distances_to_optimum(noisy, runs.stack_seeds([preconditioner_layer(star)] * 2)) == pytest.approx([0.0, 0.0], abs=1e-12)
 
 
-def test_summarise_converged_seeds_and_extra_terms():
+def test_summarise_converged_seeds_and_extra_terms(gaussian_lsa_config, preconditioner_layer):
     """Seed 0 sits at Gamma*, seed 1 at 2 Gamma*: only seed 0 converges; a model without the extra
     terms has the same loss as preconditioned GD with its own Gamma (share 0)."""
-    config = _config()
+    config = gaussian_lsa_config("gamma", D, N_CTX)
     star = gamma_star.optimum(config)
-    params = runs.stack_seeds([layer_params(star), layer_params(2 * star)])
+    params = runs.stack_seeds([preconditioner_layer(star), preconditioner_layer(2 * star)])
     summary = {"model": {"loss": [0.5, 0.6]}, "solvers": {"gd": {"loss": 0.55}, "least_squares": {"loss": 0.1}},
                "zero_loss": 1.5, "wall_s": 1.0}
     curve = {"steps": [10], "distance": [[0.0, 1.0]]}

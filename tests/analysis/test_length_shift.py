@@ -3,46 +3,27 @@
 import numpy as np
 import pytest
 
-from icl import runs, solvers, tasks, train
+from icl import runs, solvers, train
 from icl.analysis import gamma_star, length_shift
-from icl.config import ExperimentConfig, TrainConfig
-from icl.models import ModelConfig
 
 D, N_CTX = 3, 8
 
 
-def _config(**task) -> ExperimentConfig:
-    return ExperimentConfig(
-        name="shift", task=tasks.get("linear", d=D, n_ctx=N_CTX, input_dist="gaussian", **task),
-        model=ModelConfig(n_layers=1, attention="linear"),
-        train=TrainConfig(steps=10, batch_size=8, n_seeds=2, eval_every=10, ckpt_every=10, eval_tasks=64, final_eval_tasks=256),
-    )
-
-
-def layer_params(gamma: np.ndarray) -> dict:
-    """One-head layer with W_q W_k^T = [[-gamma, 0], [0, 0]] and W_v W_o = e_y e_y^T: exactly
-    y_hat = x_q^T gamma X^T y (weights.preconditioner)."""
-    a, b = np.zeros((D + 1, D + 1)), np.zeros((D + 1, D + 1))
-    a[:D, :D], b[D, D] = -gamma, 1.0
-    eye = np.eye(D + 1)[None]
-    return {"layers": {0: {"query": a[None], "key": eye, "value": b[None], "out": eye}}}
-
-
-def test_a_layer_without_extra_terms_is_preconditioned_gd(key):
-    config = _config(covariance="diagonal", condition_number=5.0)
+def test_a_layer_without_extra_terms_is_preconditioned_gd(key, gaussian_lsa_config, preconditioner_layer):
+    config = gaussian_lsa_config("shift", D, N_CTX, covariance="diagonal", condition_number=5.0)
     g = 0.7 * gamma_star.optimum(config)
-    model = train.seed_models(config, runs.stack_seeds([layer_params(g)] * 2))[0]
+    model = train.seed_models(config, runs.stack_seeds([preconditioner_layer(g)] * 2))[0]
     batch = config.task.sample(key, 128)
     mean, stderr = length_shift.measured_loss(model, batch)
     assert mean == pytest.approx(length_shift.own_gamma_loss(g, batch), rel=1e-9) and 0 < stderr < mean
 
 
-def test_rows_match_the_closed_forms():
+def test_rows_match_the_closed_forms(gaussian_lsa_config, preconditioner_layer):
     """At Gamma*(N) the measured loss agrees with the closed form within a few standard errors at
     every N'; Gamma*(N') is never worse than Gamma*(N) at N' (it is the optimum there)."""
-    config = _config(covariance="rotated", condition_number=5.0)
+    config = gaussian_lsa_config("shift", D, N_CTX, covariance="rotated", condition_number=5.0)
     star = gamma_star.optimum(config)
-    params = runs.stack_seeds([layer_params(star), layer_params(0.5 * star)])
+    params = runs.stack_seeds([preconditioner_layer(star), preconditioner_layer(0.5 * star)])
     out = length_shift.rows(config, params, [star, 0.5 * star], (4, N_CTX, 32), n_tasks=4000, converged=[0])
     sigma = config.task.input_covariance
     for row in out["rows"]:

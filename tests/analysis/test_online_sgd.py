@@ -5,15 +5,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from icl import solvers, tasks
+from icl import solvers
 from icl.analysis import online_sgd
 
-D, N = 4, 6
+D, N = 4, 6  # the shapes of the small_linear_batch fixture (conftest)
 
 
 @pytest.fixture
-def batch(key):
-    return tasks.get("linear", d=D, n_ctx=N, input_dist="uniform", input_range=0.5, n_query=2).sample(key, 64)
+def batch(small_linear_batch):
+    return small_linear_batch
 
 
 def test_online_sgd_two_examples_closed_form(batch):

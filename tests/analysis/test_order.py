@@ -10,12 +10,12 @@ from icl import models, runs, solvers, tasks, train
 from icl.analysis import online_sgd, order
 from icl.config import ExperimentConfig, OptimConfig, TrainConfig
 
-D, N = 4, 6
+D, N = 4, 6  # the shapes of the small_linear_batch fixture (conftest)
 
 
 @pytest.fixture
-def batch(key):
-    return tasks.get("linear", d=D, n_ctx=N, input_dist="uniform", input_range=0.5, n_query=2).sample(key, 64)
+def batch(small_linear_batch):
+    return small_linear_batch
 
 
 def test_permutations_move_pairs_together(batch):
