@@ -189,20 +189,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _without_closed_loop_traces(hook):
-    """`sys.unraisablehook` that drops RuntimeError("Event loop is closed"). After a failed
-    checkpoint save (a full disk) tensorstore's writer threads hit asyncio's closed loop in
-    callbacks whose errors Python can only report as "unraisable"; they print their traces while,
-    or after, the main thread reports the failure in one line."""
-
-    def unraisablehook(unraisable):
-        value = unraisable.exc_value
-        if not (isinstance(value, RuntimeError) and "Event loop is closed" in str(value)):
-            hook(unraisable)
-
-    return unraisablehook
-
-
 def main(argv=None) -> int:
     """Exit codes: 0 done (or stopped with a checkpoint at --until-step), 2 bad input or a file
     system / memory error (one line on stderr), 3 training diverged, 130 interrupted (Ctrl-C, after
@@ -210,7 +196,6 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     for name in ("absl", "asyncio"):  # orbax's background threads log tracebacks there; we say it in one line
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    sys.unraisablehook = _without_closed_loop_traces(sys.unraisablehook)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as error:  # bad input: a message, not a traceback

@@ -298,8 +298,10 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
         raise KeyboardInterrupt from None
     finally:
         bar.close()
-        manager.wait_until_finished()
-        manager.close()
+        try:
+            manager.wait_until_finished()
+        finally:
+            manager.close()  # also after a failed save: no orbax thread outlives the run
     wall = wall_before + time.perf_counter() - t0
     if step < cfg.steps:
         return {"stopped_at": step}

@@ -21,12 +21,9 @@ without the work that cannot affect them:
     that is cheaper (always at the paper's key size k = D): A_h = W_Q^h W_K^h^T and
     B_h = W_V^h W_O^h [D, D], so the logits are (e A_h) X^T and the update (P X) B_h
     (`merged_costs_less`);
-  * per-task products run through `bmm` / `bmm_nt`, whose backward passes materialise the
-    transposes they need: XLA:CPU runs a batched dot that contracts its lhs's rows (the
-    gradient of a batched product with respect to its right factor, A^T G) 3-4x slower than a
-    transpose followed by a plain product ([2048, 11, 10] products: 2.3 ms vs 0.6 ms of CPU
-    time). Shared-weight products (tokens @ W) go through `matmul`, whose weight gradient is one
-    plain large product; `softmax`'s backward is the one-pass y * (g - sum(g y)).
+  * per-task products run through `icl.models.products` (`bmm`, `bmm_nt`, `matmul`, `softmax`),
+    whose backward passes avoid XLA:CPU's transposed-operand dots (3-4x slower than a
+    materialised transpose and a plain product) and take softmax's one-pass form.
 
 Measured (whole train steps, batch 2048, one seed, the real `Trainer`, same process, one XLA
 thread): softmax (one layer) 6.3x the token path; classic tokens (fig. 5) 3.5x from the first
@@ -47,115 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from icl.models.gelu_mlp import gelu_mlp, linear_weights
-
-
-# -- products whose backward pass avoids transposed-operand dots ---------------------------------
-def transposed(x: jax.Array) -> jax.Array:
-    """The transpose of the last two axes, materialised (XLA would fold a plain transpose back
-    into the consuming dot as a transposed operand, the slow case). A vector's transpose is a
-    reshape and stays one."""
-    swapped = jnp.swapaxes(x, -1, -2)
-    return swapped if 1 in x.shape[-2:] else jax.lax.optimization_barrier(swapped)
-
-
-def _like(cotangent: jax.Array, primal: jax.Array) -> jax.Array:
-    """A cotangent in its primal's dtype (mixed inputs, e.g. float32 data and float64 weights,
-    meet in a product of the wider type)."""
-    return cotangent.astype(primal.dtype)
-
-
-@jax.custom_vjp
-def bmm(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Batched a [..., i, j] @ b [..., j, k] -> [..., i, k]."""
-    return jnp.matmul(a, b)
-
-
-def _bmm_fwd(a, b):
-    return jnp.matmul(a, b), (a, b)
-
-
-def _bmm_bwd(res, g):
-    a, b = res
-    return _like(bmm_nt(g, b), a), _like(bmm(transposed(a), g), b)
-
-
-bmm.defvjp(_bmm_fwd, _bmm_bwd)
-
-
-@jax.custom_vjp
-def bmm_nt(a: jax.Array, b: jax.Array) -> jax.Array:
-    """Batched a [..., i, j] @ b [..., k, j]^T -> [..., i, k]."""
-    return jnp.einsum("...ij,...kj->...ik", a, b)
-
-
-def _bmm_nt_fwd(a, b):
-    return bmm_nt(a, b), (a, b)
-
-
-def _bmm_nt_bwd(res, g):
-    a, b = res
-    return _like(bmm(g, b), a), _like(bmm(transposed(g), a), b)
-
-
-bmm_nt.defvjp(_bmm_nt_fwd, _bmm_nt_bwd)
-
-
-@jax.custom_vjp
-def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-    """x [..., i] @ w [i, j] -> [..., j] for a weight w shared by every leading index."""
-    return x @ w
-
-
-def _matmul_fwd(x, w):
-    return x @ w, (x, w)
-
-
-def _matmul_bwd(res, g):
-    x, w = res
-    flat_x, flat_g = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
-    if w.shape[-1] <= 2:  # a (two-)vector product: XLA reduces x^T g in one pass, no transpose
-        return _like(g @ w.T, x), _like(jnp.einsum("ni,nj->ij", flat_x, flat_g), w)
-    return _like(g @ w.T, x), _like(transposed(flat_x) @ flat_g, w)
-
-
-matmul.defvjp(_matmul_fwd, _matmul_bwd)
-
-
-@jax.custom_vjp
-def gram_matrix(x: jax.Array) -> jax.Array:
-    """x^T x for x [..., n, d] -> [..., d, d] (symmetric), with the transpose materialised."""
-    return bmm(transposed(x), x)
-
-
-def _gram_fwd(x):
-    return gram_matrix(x), x
-
-
-def _gram_bwd(x, g):
-    return (_like(bmm(x, g + transposed(g)), x),)
-
-
-gram_matrix.defvjp(_gram_fwd, _gram_bwd)
-
-
-@jax.custom_vjp
-def softmax(logits: jax.Array) -> jax.Array:
-    """Softmax over the last axis (the same numbers as `jax.nn.softmax`), whose backward pass is
-    y * (g - sum(g * y)): one pass, where differentiating exp(x - max) / sum takes the quotient
-    rule through the division (what `jax.nn.softmax` does unless jax_softmax_custom_jvp is set)."""
-    return jax.nn.softmax(logits, axis=-1)
-
-
-def _softmax_fwd(logits):
-    y = jax.nn.softmax(logits, axis=-1)
-    return y, y
-
-
-def _softmax_bwd(y, g):
-    return (_like(y * (g - jnp.sum(g * y, axis=-1, keepdims=True)), y),)
-
-
-softmax.defvjp(_softmax_fwd, _softmax_bwd)
+from icl.models.products import bmm, bmm_nt, matmul, softmax
 
 
 # -- one layer ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ buffers of that size are page-faulted in on every step, and every pass over them
 main memory. Here the rows go through in blocks of `rows_per_block(R, h)` (hidden block ~0.5 MB,
 in cache): the forward pass keeps nothing but x, the backward pass recomputes u and gelu(u)
 block by block and sums the weight gradients over the blocks. The products avoid XLA:CPU's slow
-transposed-operand dots as `icl.models.fast` does: W_out^T is materialised once, and
+transposed-operand dots as `icl.models.products` does: W_out^T is materialised once, and
 dW_out^T = G^T gelu(u) transposes the narrower G block. An input width of 1 (a scalar x, figure
 4) makes x W_in a broadcast product.
 
@@ -28,6 +28,8 @@ import math
 
 import jax
 import jax.numpy as jnp
+
+from icl.models.products import like, transposed
 
 HIDDEN_BLOCK = 2**17  # rows x hidden width per block (0.5 MB of float32)
 _A, _B = math.sqrt(2 / math.pi), 0.044715  # the tanh form of GELU (jax.nn.gelu's default)
@@ -47,11 +49,6 @@ def gelu_and_slope(u: jax.Array) -> tuple[jax.Array, jax.Array]:
     t = jnp.tanh(_A * u * (1 + _B * u2))
     half = 0.5 * (1 + t)
     return u * half, half + 0.5 * u * (1 - t * t) * _A * (1 + 3 * _B * u2)
-
-
-def _materialised_t(w: jax.Array) -> jax.Array:
-    """w^T as its own array (XLA would fold a plain transpose into the dot as the slow operand)."""
-    return jax.lax.optimization_barrier(w.T)
 
 
 def _pre(x: jax.Array, w_in: jax.Array, b_in: jax.Array) -> jax.Array:
@@ -86,13 +83,13 @@ def _mlp_rows_fwd(x, w_in, b_in, w_out, b_out):
 def _mlp_rows_bwd(res, g):
     x, w_in, b_in, w_out, b_out = res
     size = rows_per_block(x.shape[0], w_in.shape[1])
-    w_out_t, w_in_t = _materialised_t(w_out), _materialised_t(w_in)
+    w_out_t, w_in_t = transposed(w_out), transposed(w_in)
 
     def block_grads(xc, gc):
         hidden, slope = gelu_and_slope(_pre(xc, w_in, b_in))  # [c, h]
         d_pre = slope * (gc @ w_out_t).astype(hidden.dtype)  # [c, h]
-        d_w_in = jnp.einsum("ci,ch->ih", xc, d_pre) if xc.shape[1] == 1 else _materialised_t(xc) @ d_pre
-        return (d_w_in, d_pre.sum(0), _materialised_t(gc) @ hidden), d_pre @ w_in_t
+        d_w_in = jnp.einsum("ci,ch->ih", xc, d_pre) if xc.shape[1] == 1 else transposed(xc) @ d_pre
+        return (d_w_in, d_pre.sum(0), transposed(gc) @ hidden), d_pre @ w_in_t
 
     if size == x.shape[0]:
         (d_w_in, d_b_in, d_w_out_t), dx = block_grads(x, g)
@@ -106,9 +103,8 @@ def _mlp_rows_bwd(res, g):
         zeros = (jnp.zeros_like(w_in, dtype=g.dtype), jnp.zeros_like(b_in, dtype=g.dtype),
                  jnp.zeros(w_out.shape[::-1], g.dtype))
         (d_w_in, d_b_in, d_w_out_t), dx = jax.lax.fori_loop(0, x.shape[0] // size, body, (zeros, jnp.zeros(x.shape, g.dtype)))
-    cast = lambda ct, primal: ct.astype(primal.dtype)  # noqa: E731  (mixed float32 data, float64 weights)
-    return (cast(dx, x), cast(d_w_in, w_in), cast(d_b_in, b_in), cast(d_w_out_t.T, w_out),
-            cast(g.sum(0), b_out))
+    return (like(dx, x), like(d_w_in, w_in), like(d_b_in, b_in), like(d_w_out_t.T, w_out),
+            like(g.sum(0), b_out))
 
 
 _mlp_rows.defvjp(_mlp_rows_fwd, _mlp_rows_bwd)

@@ -66,7 +66,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from icl.models.fast import bmm, bmm_nt, fast_embed, gram_matrix, matmul
+from icl.models.fast import fast_embed
+from icl.models.products import bmm, bmm_nt, gram_matrix, matmul
 
 
 METHODS = ("tokens", "maps")
