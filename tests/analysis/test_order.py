@@ -59,6 +59,7 @@ def test_gd_and_paired_models_are_order_invariant_sgd_and_positions_are_not(batc
                                                init_scale=1.0), D, jax.random.key(5))
 
     def sens(f):
+        f = jax.jit(f)  # one program per shape, not op by op
         p0 = f(batch.x_ctx, batch.y_ctx, batch.x_query)
         return order.order_sensitivity(np.asarray(order.predict_orders(f, x, y, batch.x_query)), np.asarray(p0))
 
