@@ -5,9 +5,9 @@ The `icl train` processes that the fault, resume and multi-process tests start (
 the same tiny programs) share one persistent XLA compilation cache, in pytest's cache directory:
 each program compiles once per machine instead of once per process (a tiny run's process: ~43 s
 -> ~22 s on a loaded 2-core CPU). The in-process tests do not use it: they share few programs
-(a cold cache left 216 of them at 666 s vs 665 s). A cached executable is the
-one the compiler produced, so the processes compute the same numbers (the fault tests compare
-parameters bit for bit with an uncached reference run)."""
+(a cold cache left 216 of them at 666 s vs 665 s). A cached executable is the one the compiler
+produced: a tiny run's parameters from a process that read the cache equal those of one that
+compiled, to the bit. A variable set by the caller is left as it is."""
 
 import os
 
