@@ -76,6 +76,19 @@ def reference(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def half(tmp_path_factory):
+    """The same run stopped at step 60 (checkpoints 55 and 60); tests damage copies of it."""
+    out = tmp_path_factory.mktemp("half") / "run"
+    code, text = run(out, "--until-step", "60")
+    assert code == 0, text
+    return out
+
+
+def copy_of(run_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
 def assert_same_run(run_dir: Path, reference: Path) -> None:
     """Bit-identical parameters; a log with every evaluation once, equal to the reference's."""
     jax.tree.map(np.testing.assert_array_equal, params(run_dir), params(reference))
@@ -125,9 +138,8 @@ def test_second_trainer_on_the_same_directory_is_refused(tmp_path):
     assert json.loads((out / "summary.json").read_text())["steps"] == 120
 
 
-def test_damaged_latest_checkpoint_falls_back_to_the_one_before(reference, tmp_path):
-    out = tmp_path / "run"
-    assert run(out, "--until-step", "60")[0] == 0
+def test_damaged_latest_checkpoint_falls_back_to_the_one_before(reference, half, tmp_path):
+    out = copy_of(half, tmp_path)
     latest = out / "checkpoints" / "60"
     assert (out / "checkpoints" / "55").exists()
     for path in sorted(p for p in latest.rglob("*") if p.is_file()):
@@ -138,9 +150,8 @@ def test_damaged_latest_checkpoint_falls_back_to_the_one_before(reference, tmp_p
     assert_same_run(out, reference)
 
 
-def test_deleted_checkpoint_files_and_records(reference, tmp_path):
-    out = tmp_path / "run"
-    assert run(out, "--until-step", "60")[0] == 0
+def test_deleted_checkpoint_files_and_records(reference, half, tmp_path):
+    out = copy_of(half, tmp_path)
     shutil.rmtree(out / "checkpoints" / "60" / "default")  # a checkpoint without its data
     (out / "log.jsonl").unlink()
     code, text = run(out)
@@ -152,9 +163,8 @@ def test_deleted_checkpoint_files_and_records(reference, tmp_path):
     assert summary["log_complete"] is False and summary["resumed_from"] == 55
 
 
-def test_config_and_step_records_stay_true(reference, tmp_path):
-    out = tmp_path / "run"
-    assert run(out, "--until-step", "60")[0] == 0
+def test_config_and_step_records_stay_true(reference, half, tmp_path):
+    out = copy_of(half, tmp_path)
     config = (out / "config.json").read_text()
     (out / "config.json").unlink()  # checkpoints without a config: never adopt another config
     code, text = run(out, "--set", "task.n_ctx=7")

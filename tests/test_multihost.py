@@ -2,11 +2,10 @@
 `icl train --distributed` with JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, each
 with 8/N virtual CPU devices, joined by jax.distributed over localhost (gloo collectives).
 
-Checked in float64: the loss curve of 2 processes equals a 1-process, 1-device run to 1e-10
-relative (data split over processes, and seeds split over processes); a run stopped at a
-2-process checkpoint resumes in 4 processes from exactly that checkpoint and follows the unbroken
-2-process run to float64 rounding (the gradient all-reduce then crosses processes in another
-order, so agreement is ~1e-16, not to the bit); one process writes and prints."""
+Checked in float64 against a 1-process, 1-device run of the same config (loss curves and
+parameters to 1e-10 relative): data split over 2 processes; seeds split over 2 processes, stopped
+at a checkpoint and resumed in 4 processes (the gradient all-reduce then crosses processes in
+another order, so agreement is to float64 rounding, not to the bit); one process writes and prints."""
 
 import json
 import os
@@ -89,23 +88,22 @@ def test_data_split_over_two_processes_follows_one_process(reference, tmp_path):
 
 def test_seeds_over_processes_then_resume_in_four_processes_is_exact(reference, tmp_path):
     """Each process holds one seed's parameters: the final table gathers them; a checkpoint
-    written by 2 processes resumes in 4 (2 devices each) to the bit."""
-    straight, broken = tmp_path / "straight", tmp_path / "broken"
-    launch(2, straight, *SEEDS_OVER_PROCESSES)
-    np.testing.assert_allclose(curve(straight), curve(reference), rtol=1e-10, atol=0)
-    summary = json.loads((straight / "summary.json").read_text())
-    assert len(summary["model"]["loss"]) == 2 and len(summary["devices"]) == 8
+    written by 2 processes resumes in 4 (2 devices each) and the run follows the 1-process one."""
+    out = tmp_path / "run"
+    printed = launch(2, out, *SEEDS_OVER_PROCESSES, "--until-step", "20")
+    assert "stopped at step 20" in printed[0] and not (out / "summary.json").exists()
+    first_half = curve(out)
+    np.testing.assert_allclose(first_half, curve(reference)[: len(first_half)], rtol=1e-10, atol=0)
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)  # noqa: E731
+    jax.tree.map(close, params(out, 20), params(reference, 20))
 
-    printed = launch(2, broken, *SEEDS_OVER_PROCESSES, "--until-step", "20")
-    assert "stopped at step 20" in printed[0] and not (broken / "summary.json").exists()
-    jax.tree.map(np.testing.assert_array_equal, params(broken, 20), params(straight, 20))
-    printed = launch(4, broken, *SEEDS_OVER_PROCESSES)
+    printed = launch(4, out, *SEEDS_OVER_PROCESSES)
     assert "resuming" in printed[0] and "4 process(es)" in printed[0]
-    np.testing.assert_allclose(curve(broken), curve(straight), rtol=1e-12, atol=0)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15), params(broken), params(straight))
-    resumed = json.loads((broken / "summary.json").read_text())
-    np.testing.assert_allclose(resumed["model"]["loss"], summary["model"]["loss"], rtol=1e-12)
-    assert resumed["resumed_from"] == 20
+    np.testing.assert_allclose(curve(out), curve(reference), rtol=1e-10, atol=0)
+    jax.tree.map(close, params(out), params(reference))
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["model"]["loss"]) == 2 and len(summary["devices"]) == 8 and summary["resumed_from"] == 20
+    np.testing.assert_allclose(summary["model"]["loss"], json.loads((reference / "summary.json").read_text())["model"]["loss"], rtol=1e-10)
 
 
 @pytest.mark.parametrize(
