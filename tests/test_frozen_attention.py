@@ -30,9 +30,9 @@ def test_frozen_gd_is_gd_on_the_learned_features():
     config = models.ModelConfig(n_layers=2, frozen_gd_lr=0.3, embed_dim=5, embed_hidden=8)
     model = models.build(config, d=1, key=2)
     batch = tasks.get("sine", n_ctx=6, n_query=2).sample(jax.random.key(3), 4)
-    f_ctx, f_query = model.embed(batch.x_ctx), model.embed(batch.x_query)
+    f_ctx, f_query = jax.jit(lambda b: (model.embed(b.x_ctx), model.embed(b.x_query)))(batch)
     expected = solvers.gd(f_ctx, batch.y_ctx, f_query, lr=0.3, steps=2)
-    np.testing.assert_allclose(model(batch), expected, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(jax.jit(lambda b: model(b))(batch), expected, atol=1e-12, rtol=0)
 
 
 def test_frozen_weights_are_not_params_and_stay_fixed_in_training(tmp_path):
