@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -43,8 +44,17 @@ def parse_args(description: str) -> argparse.Namespace:
     args = parser.parse_args()
     args.out = args.out or (HERE / "quick" if args.quick else HERE)
     args.out.mkdir(parents=True, exist_ok=True)
+    use_compilation_cache(args.out / "runs" / "xla-compilation-cache")
     args.started = time.perf_counter()
     return args
+
+
+def use_compilation_cache(folder: Path) -> None:
+    """Keep compiled XLA programs in `folder` (unless JAX_COMPILATION_CACHE_DIR says where):
+    every `train.train` call builds its jitted programs anew, so a run trained in pieces, a resumed
+    run and a rerun of the script compile each program once instead of once per call."""
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        jax.config.update("jax_compilation_cache_dir", str(folder))
 
 
 def run(config: ExperimentConfig, args: argparse.Namespace) -> tuple[dict, dict]:
