@@ -151,12 +151,12 @@ def test_lasso_default_baseline_is_the_exact_lasso_solution():
     batch = task.sample(jax.random.key(0), 1000)
     predict, hparams = compare.solver_predictor("lasso", task, jax.random.key(1))
     x, y, xq = (np.asarray(a) for a in (batch.x_ctx, batch.y_ctx, batch.x_query))
-    w = np.asarray(solvers.lasso_weights(batch.x_ctx, batch.y_ctx, **hparams))  # the weights predict uses
+    w, info = solvers.lasso_weights(batch.x_ctx, batch.y_ctx, return_info=True, **hparams)  # the weights predict uses
+    w = np.asarray(w)
     v, certified = _lasso_certificate(x, y, hparams["alpha"], w)
     np.testing.assert_allclose(predict(x, y, xq), np.einsum("bmd,bd->bm", xq, v), atol=1e-9)
     assert certified.all(), np.flatnonzero(~certified)
     np.testing.assert_allclose(w, v, atol=1e-9)
-    _, info = solvers.lasso_weights(batch.x_ctx, batch.y_ctx, return_info=True, **hparams)
     assert bool(np.all(info["converged"])), int(np.sum(~np.asarray(info["converged"])))
 
 
