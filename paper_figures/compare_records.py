@@ -1,6 +1,7 @@
 """Compare two sets of figure records number by number: a rerun against the committed records.
 
-    python paper_figures/compare_records.py --new paper_figures/rerun [--old paper_figures] [NAME ...]
+    python paper_figures/run_all.py --out /tmp/rerun          # a rerun of every full mode
+    python paper_figures/compare_records.py --new /tmp/rerun [--old paper_figures] [NAME ...]
 
 For every script NAME (default: every `NAME.json` in --new that --old also has), the two records'
 `numbers` are walked together:
@@ -57,7 +58,7 @@ def compare(old: dict, new: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", type=Path, default=HERE, help="the reference records (default paper_figures/)")
-    parser.add_argument("--new", type=Path, required=True, help="the records to compare (e.g. paper_figures/rerun)")
+    parser.add_argument("--new", type=Path, required=True, help="the records to compare (a rerun: run_all.py --out DIR)")
     parser.add_argument("names", nargs="*", help="script names (default: every record in --new that --old has)")
     args = parser.parse_args(argv)
     names = args.names or sorted(p.stem for p in args.new.glob("*.json") if (args.old / p.name).exists())
