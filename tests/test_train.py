@@ -210,6 +210,8 @@ def test_sigterm_checkpoints_and_the_run_resumes(tmp_path):
     assert "stopped by SIGTERM at step" in out
     stopped = int(out.split("stopped by SIGTERM at step ")[1].split(";")[0])
     last_logged = json.loads(log.read_text().splitlines()[-1])["step"]
+    ckpts = sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) if (tmp_path / "checkpoints").exists() else None
+    assert ckpts and str(stopped) in ckpts, f"checkpoints {ckpts} after stopping at {stopped}; stdout:\n{out}\nstderr:\n{err[-3000:]}"
     _, _, step = train.load_params(tmp_path)
     assert step == stopped == last_logged and step % 20 == 0 and step < 1_000_000
 
