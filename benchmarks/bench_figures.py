@@ -3,6 +3,8 @@
     python benchmarks/bench_figures.py                           # ours: a table + benchmarks/figures.json
     python benchmarks/bench_figures.py --configs softmax classic_tokens --repeats 7
     python benchmarks/bench_figures.py --vs-official DIR [--official-path SITE_PACKAGES]
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 python benchmarks/bench_figures.py --data-parallel 2
+                                                                 # ours also with the batch over 2 CPU devices
     python benchmarks/bench_figures.py --experiments all           # every registered run, full mode
     python benchmarks/bench_figures.py --experiments fig2_depth fig2_L5_sep --chunk 10
 
@@ -95,10 +97,11 @@ FIGURES: dict[str, Figure] = {
 }
 
 
-def our_config(name: str, batch: int):
-    """Our ExperimentConfig of a figure: one seed at the given batch size."""
+def our_config(name: str, batch: int, data_parallel: int = 1):
+    """Our ExperimentConfig of a figure: one seed at the given batch size, split over
+    `data_parallel` devices."""
     fig = FIGURES[name]
-    return resolve(fig.experiment, [*fig.overrides, "train.n_seeds=1", f"train.batch_size={batch}"])
+    return resolve(fig.experiment, [*fig.overrides, "train.n_seeds=1", f"train.batch_size={batch}", f"train.data_parallel={data_parallel}"])
 
 
 def chunk_runner(config, chunk: int) -> Callable[[], Any]:
@@ -109,9 +112,9 @@ def chunk_runner(config, chunk: int) -> Callable[[], Any]:
     return lambda: jax.block_until_ready(trainer.train_chunk(params, opt_state, keys, 0, chunk))
 
 
-def ours(name: str, batch: int, chunk: int) -> Callable[[], Any]:
+def ours(name: str, batch: int, chunk: int, data_parallel: int = 1) -> Callable[[], Any]:
     """`chunk_runner` of a figure's config at one seed and the given batch."""
-    return chunk_runner(our_config(name, batch), chunk)
+    return chunk_runner(our_config(name, batch, data_parallel), chunk)
 
 
 # -- the official code ----------------------------------------------------------------------------
@@ -247,6 +250,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=2048)
     parser.add_argument("--chunk", type=int, default=20, help="steps per timed call")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--data-parallel", type=int, default=1, metavar="N",
+                        help="also time ours with the batch split over N devices (train.data_parallel; on a CPU run "
+                        "with XLA_FLAGS=--xla_force_host_platform_device_count=N: one device per core)")
     parser.add_argument("--vs-official", type=Path, default=None, metavar="DIR")
     parser.add_argument("--official-path", action="append", default=[], metavar="PATH",
                         help="a folder to put on sys.path for the official code's dependencies (repeatable)")
@@ -258,9 +264,14 @@ def main(argv=None) -> int:
     args.out = args.out or Path(__file__).with_name("figures.json")
 
     official = Official(official_dir(args.vs_official), args.official_path) if args.vs_official else None
+    if args.data_parallel > 1 and len(jax.devices()) < args.data_parallel:
+        raise SystemExit(f"bench_figures: --data-parallel {args.data_parallel} needs that many devices, JAX sees "
+                         f"{len(jax.devices())} (on a CPU: XLA_FLAGS=--xla_force_host_platform_device_count={args.data_parallel})")
     runs = {}
     for name in args.configs:
         runs[f"ours:{name}"] = ours(name, args.batch, args.chunk)
+        if args.data_parallel > 1:
+            runs[f"ours_dp:{name}"] = ours(name, args.batch, args.chunk, args.data_parallel)
         if official is not None:
             runs[f"official:{name}"] = official.loop(FIGURES[name], args.batch, args.chunk)
     load_before = os.getloadavg()
@@ -273,6 +284,12 @@ def main(argv=None) -> int:
     for name in args.configs:
         row = {"config": name, "about": FIGURES[name].about, "ours": results[f"ours:{name}"]}
         line = f"{name:16s} {FIGURES[name].about:46s} {row['ours']['steps_per_s']:9.1f}"
+        if args.data_parallel > 1:
+            row[f"ours_data_parallel_{args.data_parallel}"] = dp = results[f"ours_dp:{name}"]
+            line += f" (x{args.data_parallel} devices: {dp['steps_per_s']:.1f})"
+            if official is not None:
+                row["data_parallel_ratio"] = round(dp["steps_per_s"] / results[f"official:{name}"]["steps_per_s"], 2)
+                row["data_parallel_median_ratio"] = round(dp["median_steps_per_s"] / results[f"official:{name}"]["median_steps_per_s"], 2)
         if official is not None:
             row["official"] = results[f"official:{name}"]
             row["ratio"] = round(row["ours"]["steps_per_s"] / row["official"]["steps_per_s"], 2)
