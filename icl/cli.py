@@ -189,33 +189,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _without_closed_loop_traces(hook):
-    """`sys.unraisablehook` that drops RuntimeError("Event loop is closed") and passes on the rest.
-    After a failed checkpoint save (a full disk) tensorstore's writer threads can hit asyncio's
-    closed loop in callbacks whose errors Python reports only as "unraisable", while the main
-    thread is still unwinding the failure it then reports in one line. Closing the checkpoint
-    manager after the failed save made this rare, not impossible (1 of ~3 full test-suite runs
-    on 2026-11-29 printed the trace)."""
-
-    def unraisablehook(unraisable):
-        if not _closed_loop(unraisable.exc_value):
-            hook(unraisable)
-
-    return unraisablehook
-
-
 def _closed_loop(value) -> bool:
     return isinstance(value, RuntimeError) and "Event loop is closed" in str(value)
 
 
 def _quiet_closed_loop_traces() -> None:
-    """Drop tensorstore's "Event loop is closed" traces, whichever hook reports them: callbacks
-    from C report through `sys.unraisablehook` or, via PyErr_Print, `sys.excepthook`; Python
-    threads through `threading.excepthook`."""
-    sys.unraisablehook = _without_closed_loop_traces(sys.unraisablehook)
-    default, default_thread = sys.excepthook, threading.excepthook
-    sys.excepthook = lambda kind, value, tb: None if _closed_loop(value) else default(kind, value, tb)
-    threading.excepthook = lambda args: None if _closed_loop(args.exc_value) else default_thread(args)
+    """Drop RuntimeError("Event loop is closed") from every hook that reports stray errors, and
+    pass on the rest. After a failed checkpoint save (a full disk) tensorstore's writer threads can
+    hit asyncio's closed loop while the main thread is still unwinding the failure it then reports
+    in one line; callbacks from C report through `sys.unraisablehook` or, via PyErr_Print,
+    `sys.excepthook`, Python threads through `threading.excepthook`. Closing the checkpoint manager
+    after the failed save made these traces rare, not impossible (1 of ~3 full test-suite runs on
+    2026-11-29 printed one)."""
+    unraisable, uncaught, thread = sys.unraisablehook, sys.excepthook, threading.excepthook
+    sys.unraisablehook = lambda args: None if _closed_loop(args.exc_value) else unraisable(args)
+    sys.excepthook = lambda kind, value, tb: None if _closed_loop(value) else uncaught(kind, value, tb)
+    threading.excepthook = lambda args: None if _closed_loop(args.exc_value) else thread(args)
 
 
 def main(argv=None) -> int:
