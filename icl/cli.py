@@ -1,7 +1,7 @@
 """The `icl` command: parse arguments, call one library function, print a one-screen summary.
 
     icl train [EXPERIMENT] [--quick] [--set section.field=value ...] [--out DIR]
-    icl compare RUN_DIR [--against gd,least_squares] [--tasks N]
+    icl compare RUN_DIR [--against SPECS (default: the run's compare_against)] [--tasks N]
     icl plot RUN_DIR
     icl list
     icl verify
@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -34,9 +35,12 @@ def _experiment(name: str | None, assignments, quick: bool = False):
 
 
 def default_run_dir(config) -> Path:
-    """runs/<experiment>-<hash of the config without train.steps>: the same command resumes."""
-    data = config.to_dict()
-    data["train"].pop("steps")
+    """runs/<experiment>-<hash of the config without the fields a finished run may change>
+    (`rundir.naming_config`: no train.steps, compare_against and train.final_eval_tasks at their
+    defaults): the same command resumes, also with more steps or another table."""
+    from icl import rundir  # noqa: PLC0415
+
+    data = rundir.naming_config(config)
     digest = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
     return Path("runs") / f"{config.name}-{digest}"
 
@@ -93,11 +97,12 @@ def cmd_train(args) -> int:
 def cmd_compare(args) -> int:
     from icl import train  # noqa: PLC0415
 
-    config, params, step = train.load_params(args.run_dir)
-    from icl import solvers  # noqa: PLC0415
+    from icl import precision, solvers  # noqa: PLC0415
 
-    against = solvers.split_specs(args.against)
-    table = train.final_table(config, params, against, args.tasks)
+    config, params, step = train.load_params(args.run_dir)
+    against = solvers.split_specs(args.against) if args.against else config.compare_against  # default: the run's own
+    with precision.at_dtype(config.train.dtype):  # a float64 run is compared in float64
+        table = train.final_table(config, params, against, args.tasks)
     table["step"] = step
     out = Path(args.run_dir) / "compare.json"
     out.write_text(json.dumps(table, indent=2))
@@ -117,7 +122,7 @@ def cmd_plot(args) -> int:
 def cmd_list(_args) -> int:
     from icl import experiments  # noqa: PLC0415
 
-    from icl import solvers, tasks  # noqa: PLC0415
+    from icl import models, solvers, tasks  # noqa: PLC0415
     from icl.tasks.base import default_baselines  # noqa: PLC0415
 
     print("experiments (icl train NAME [--quick]), by study:")
@@ -132,7 +137,13 @@ def cmd_list(_args) -> int:
             defaults = set()
         marked = [b + ("*" if b in defaults else "") for b in getattr(family, "baselines", ())]
         print(f"  {name:<24}" + (", ".join(marked) or "(no baselines declared)"))
+    print("model families (--set model=NAME; objectives):")
+    for name in models.names():
+        family = models.family(name)
+        fields = ", ".join(f.name for f in dataclasses.fields(family))
+        print(f"  {name:<24}objectives {'/'.join(family().objectives())}; model.<field>: {fields}")
     print("solvers:      " + ", ".join(solvers.names()))
+    print("feature maps: " + ", ".join(solvers.features.names()) + "  (any solver on phi(x): 'least_squares(features=square)')")
     return 0
 
 
@@ -144,7 +155,12 @@ def cmd_verify(args) -> int:
     print(f"{'layers':>6}{'max|GD model - GD|':>22}{'max|GD++ model - GD++|':>26}")
     for row in rows:
         print(f"{row['layers']:>6}{row['gd_max_abs_err']:>22.2e}{row['gd_plus_plus_max_abs_err']:>26.2e}")
-    worst = max(max(r["gd_max_abs_err"], r["gd_plus_plus_max_abs_err"]) for r in rows)
+    print("causal (every prefix of [context, query], T = 11): 1 layer vs one GD step on each prefix, "
+          f"max|causal model - GD| = {rows[0]['causal_gd_max_abs_err']:.2e}")
+    print("causal, K layers vs causal_prefix_gd (icl.verify; not K GD steps per prefix for K > 1):  "
+          + "  ".join(f"K={r['layers']} {r['causal_max_abs_err']:.2e}" for r in rows))
+    worst = max(max(r["gd_max_abs_err"], r["gd_plus_plus_max_abs_err"], r["causal_max_abs_err"],
+                    r.get("causal_gd_max_abs_err", 0.0)) for r in rows)
     print("OK: equal to float64 precision" if worst <= 1e-10 else "FAILED: constructions differ from the solvers")
     return 0 if worst <= 1e-10 else 1
 
@@ -173,7 +189,9 @@ def parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
     c = sub.add_parser("compare", help="compare a trained run with solvers on held-out tasks")
     c.add_argument("run_dir")
-    c.add_argument("--against", default="gd,least_squares", help="comma-separated solvers (see `icl list`)")
+    c.add_argument("--against", default=None, help="comma-separated solver specs (see `icl list`), e.g. "
+                   "'gd,ridge(lam=0.1),least_squares(features=square)'; default: the run's compare_against "
+                   "(its task family's baselines unless the run set others)")
     c.add_argument("--tasks", type=_positive_int, default=10000, help="number of held-out tasks")
     c.set_defaults(func=cmd_compare)
     pl = sub.add_parser("plot", help="redraw a run's figure from its log")

@@ -14,7 +14,6 @@ of predictions with respect to x_query is the per-query sensitivity.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Callable
 
 import jax
@@ -74,7 +73,7 @@ def solver_predictor(name: str, task, key: jax.Array, **hparams) -> tuple[Predic
     family_hparams = task.solver_hparams(name) if hasattr(task, "solver_hparams") else {}
     hparams = {**family_hparams, **spec_hparams, **hparams}
     hparams.update(solvers.task_defaults(name, task, key, hparams))
-    return functools.partial(solvers.get(name), **hparams), {k: _public(v) for k, v in hparams.items()}
+    return solvers.bind(name, hparams), {k: _public(v) for k, v in hparams.items()}  # bind: a `features` spec maps x
 
 
 def _public(value):

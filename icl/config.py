@@ -1,7 +1,9 @@
 """Typed, frozen configs for a training run, their JSON form and `--set key=value` overrides.
 
-An experiment is an `ExperimentConfig`: a task (any registered family's dataclass), a
-`ModelConfig`, an `OptimConfig` and a `TrainConfig`. Library code only ever sees these objects.
+An experiment is an `ExperimentConfig`: a task (any registered task family's dataclass), a model
+(any registered model family's config, `icl.models.registry`; the LSA transformer's
+`ModelConfig` by default), an `OptimConfig` and a `TrainConfig`. Library code only ever sees
+these objects.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from icl import tasks
 from icl.checks import check_int
 from icl.tasks.base import check_positive_int, default_baselines, default_reference
 from icl.tasks.rng import SAMPLERS
+from icl import models
 from icl.models import ModelConfig
 from icl.precision import PRECISIONS
 
@@ -63,7 +66,8 @@ class TrainConfig:
       final_eval_tasks: held-out tasks for the final comparison table.
       eval_seed: root of every held-out key (evaluation, final table, the optimal GD lr); training
         keys derive from `seed` by another path, so no held-out task is ever trained on.
-      dtype: "float32" or "float64" (sets jax_enable_x64 for the run).
+      dtype: "float32" or "float64": the run computes with x64 off or on, in a scope of its own
+        (`precision.at_dtype`), whatever the caller's setting.
       data_parallel: devices the task batch is split over (a `data` mesh axis); 0 = all devices
         left after seed_parallel. Parameters are replicated over this axis.
       seed_parallel: devices the seeds are split over (a `seeds` mesh axis).
@@ -80,6 +84,10 @@ class TrainConfig:
         (`icl.precision.PRECISIONS`). The default "highest" makes a float32 run float32 on every
         backend; "default" takes the backend's fast mode (bfloat16 passes on TPU, TF32 on Ampere
         and later GPUs; no change on CPU). Evaluations and the final table always run at "highest".
+      objective: "query" (default): the loss at the task's query tokens (von Oswald et al.);
+        "causal": every position of the sequence [context, queries] is a query for the pairs
+        before it, the loss averaged over positions (Garg et al. 2022); for model families that
+        support it (`model.objectives()`).
       reference: the solver spec the model is measured against at every evaluation (the log's
         ref_loss, preds_diff, model_cos, model_diff), with the task's default hyper-parameters
         (`icl.compare.solver_predictor`). None: the task's `tasks.base.default_reference`, one
@@ -105,6 +113,7 @@ class TrainConfig:
     seed_group: int = 0
     matmul_precision: str = "highest"
     reference: str | None = None
+    objective: str = "query"
 
     def __post_init__(self):
         names = ("steps", "batch_size", "n_seeds", "eval_every", "eval_tasks", "ckpt_every", "final_eval_tasks", "seed_parallel")
@@ -136,7 +145,7 @@ class ExperimentConfig:
 
     name: str = "custom"
     task: Any = dataclasses.field(default_factory=lambda: tasks.get("linear"))
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    model: Any = dataclasses.field(default_factory=ModelConfig)  # any registered model family's config
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     compare_against: tuple[str, ...] | None = None  # None: the task's baselines (see below)
@@ -150,6 +159,8 @@ class ExperimentConfig:
             raise ValueError(f"config: name must be letters, digits, '-', '_' or '.' (it names a directory), got {self.name!r}")
         if getattr(type(self.task), "family", None) not in tasks.names():
             raise ValueError(f"config: task must be a registered task family, got {self.task!r}")
+        models.family_of(self.model)
+        models.check_objective(self.model, self.train.objective)
         from icl import solvers  # noqa: PLC0415  (solvers import nothing from here)
 
         if self.compare_against is None:
@@ -169,6 +180,7 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["task"] = {"family": self.task.family, **dataclasses.asdict(self.task)}
+        out["model"] = {"family": self.model.family, **dataclasses.asdict(self.model)}
         return out
 
     @classmethod
@@ -176,10 +188,12 @@ class ExperimentConfig:
         data = upgrade_saved(data)
         task_params = dict(data.pop("task"))
         family = task_params.pop("family")
+        model_params = dict(data["model"])
+        model_family = model_params.pop("family")
         return cls(
             name=data["name"],
             task=tasks.get(family, **_coerce_fields(tasks.family(family), task_params)),
-            model=ModelConfig(**_coerce_fields(ModelConfig, data["model"])),
+            model=models.get(model_family, **_coerce_fields(models.family(model_family), model_params)),
             optim=OptimConfig(**_coerce_fields(OptimConfig, data["optim"])),
             train=TrainConfig(**_coerce_fields(TrainConfig, data["train"])),
             compare_against=tuple(data["compare_against"]),
@@ -193,8 +207,10 @@ def upgrade_saved(data: dict) -> dict:
     """A saved config dict (config.json) as this version reads it. A `train` section written
     before `sampler` existed trained on plain `jax.random` ("threefry") and logged one GD step
     as its reference ("gd"); one with the removed `fast_sampling` on trained on a stream this
-    version no longer draws (an error)."""
+    version no longer draws (an error). A `model` section without a `family` was written before the
+    model registry, when every model was the LSA transformer ("lsa")."""
     data = dict(data)
+    data["model"] = {"family": "lsa", **data.get("model", {})}
     train = dict(data.get("train", {}))
     if train.pop("fast_sampling", False):
         raise ValueError("config: this run was trained with train.fast_sampling=true, a random stream this version "
@@ -246,6 +262,9 @@ def _parse_assignment(config: ExperimentConfig, assignment: str) -> tuple[str, s
     if key == "task":
         tasks.family(text)
         return key, "", text
+    if key == "model":
+        models.family(text)
+        return key, "", text
     if key == "name":
         return key, "", text
     if key == "compare_against":
@@ -256,7 +275,7 @@ def _parse_assignment(config: ExperimentConfig, assignment: str) -> tuple[str, s
     section, _, field = key.partition(".")
     if section not in sections or not field:
         valid = ", ".join(f"{s}.<field>" for s in sections)
-        raise ValueError(f"--set {key!r}: unknown key; use task=<family>, name=..., compare_against=..., or {valid}")
+        raise ValueError(f"--set {key!r}: unknown key; use task=<family>, model=<family>, name=..., compare_against=..., or {valid}")
     obj = getattr(config, section)
     names = [f.name for f in dataclasses.fields(obj) if f.init]
     if field not in names:
@@ -273,13 +292,15 @@ def apply_overrides(config: ExperimentConfig, assignments) -> ExperimentConfig:
     # A config comparing against its task's default baselines (reference) keeps doing so for the new task.
     follows_task = config.compare_against == default_baselines(config.task)
     reference_follows_task = config.train.reference == default_reference(config.task)
-    assignments.sort(key=lambda a: not a.startswith("task="))  # a new family first, then its fields
+    assignments.sort(key=lambda a: not a.startswith(("task=", "model=")))  # a new family first, then its fields
     for assignment in assignments:
         section, field, value = _parse_assignment(config, assignment)
         if field:
             fields.setdefault(section, {})[field] = value
         elif section == "task":
             config = dataclasses.replace(config, task=tasks.get(value))
+        elif section == "model":
+            config = dataclasses.replace(config, model=models.get(value))
         else:
             top[section] = value
     if reference_follows_task and "reference" not in fields.get("train", {}):

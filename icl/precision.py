@@ -36,6 +36,17 @@ What it does not cover
   * Code outside the entry points above follows the caller's setting: a trained model called
     directly, `compare.sensitivities` called directly (it is covered inside `compare.compare`).
   * numpy code (`solvers.gamma_star`, `weights.preconditioner`, ...) runs in float64 on the host.
+
+Floating-point width (`TrainConfig.dtype`)
+  A run's dtype is JAX's x64 switch: "float32" computes with x64 off (float32 parameters and
+  batches, 32-bit random draws, so the default sampler's paired 32-bit stream), "float64" with it
+  on. `at_dtype(dtype)` is that switch for the current thread only (`jax.enable_x64` as a context
+  manager), restored on exit: `icl.train.train` and `load_params` run inside it, so a float32 run
+  started from a process with x64 on (the test suite, a float64 notebook) trains in float32 exactly
+  as the `icl train` command does, and no library call leaves the process's setting changed.
+  Arrays keep the dtype they were made with: a float64 run's parameters are float64 after the
+  scope ends, but a computation on them outside an x64 scope runs in float32 (JAX rounds its inputs
+  down), so compute with them inside `at_dtype(config.train.dtype)`.
 """
 
 from __future__ import annotations
@@ -49,6 +60,17 @@ PRECISIONS = (
     "default", "high", "highest", "bfloat16", "tensorfloat32", "float32",
     *(name for name in jax.lax.DotAlgorithmPreset.__members__ if name != "DEFAULT"),
 )
+
+
+DTYPES = ("float32", "float64")
+
+
+def at_dtype(dtype: str):
+    """Context manager: JAX computes at `dtype` ("float32": x64 off, "float64": x64 on) in this
+    thread until the block exits, then at the setting it had before (`jax.enable_x64`, scoped)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"precision: dtype must be one of {DTYPES}, got {dtype!r}")
+    return jax.enable_x64(dtype == "float64")
 
 
 def traced_at(precision: str, fn):

@@ -18,6 +18,7 @@ import os
 import platform
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import optax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from icl import compare, models, rundir
+from icl import compare, models, precision, rundir
 from icl.checks import first_line
 from icl.config import ExperimentConfig
 from icl.rundir import CheckpointMismatch
@@ -69,10 +70,11 @@ def _devices() -> list[str]:
 class _Interrupts:
     """SIGTERM and the first Ctrl-C ask the loop to checkpoint and stop at the end of the current
     chunk. A second Ctrl-C aborts at once (the last checkpoint stays), except while a checkpoint is
-    being written: then it is deferred until the write has finished, so a save is never cut."""
+    being written or waits to be (`saving()`, the writer thread's state): then it is deferred until
+    the writes have finished (the loop raises it then), so a save is never cut."""
 
-    def __init__(self, echo):
-        self.echo, self.requested, self.saving, self.abort = echo, None, False, False
+    def __init__(self, echo, saving=lambda: False):
+        self.echo, self.requested, self.saving, self.abort = echo, None, saving, False
 
     def __enter__(self):
         self._old = {}
@@ -89,7 +91,7 @@ class _Interrupts:
             if sig == signal.SIGINT:
                 self.echo("\ninterrupt: checkpointing at the end of this chunk (Ctrl-C again to stop without it)")
         elif sig == signal.SIGINT:
-            if self.saving:
+            if self.saving():
                 self.abort = True
             else:
                 raise KeyboardInterrupt
@@ -158,20 +160,16 @@ def train(
     pieces). On a non-finite training or held-out loss it raises `TrainingDiverged`; the
     checkpoints on disk are all of finite states. SIGTERM or Ctrl-C checkpoint the last completed
     chunk and stop (SystemExit 143 / KeyboardInterrupt). What the directory promises:
-    `icl.rundir`. A float64 run switches float64 on for its duration and restores the caller's
-    setting after it (`load_params` switches it on to read a float64 run).
+    `icl.rundir`. The run computes at `train.dtype` whatever the caller's x64 setting (a float32
+    run from a process with x64 on trains in float32, on the sampler's 32-bit stream, exactly as
+    the `icl train` command does), in a scope of this thread that leaves the setting as it was
+    (`precision.at_dtype`).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     main_process = jax.process_index() == 0  # multi-host: one process writes the files
-    x64_before = jax.config.jax_enable_x64
-    if config.train.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    try:
-        with rundir.lock(run_dir) if main_process else contextlib.nullcontext():
-            return _train_locked(config, run_dir, until_step, progress, echo, main_process)
-    finally:
-        jax.config.update("jax_enable_x64", x64_before)  # the caller's precision, as it was
+    with precision.at_dtype(config.train.dtype), (rundir.lock(run_dir) if main_process else contextlib.nullcontext()):
+        return _train_locked(config, run_dir, until_step, progress, echo, main_process)
 
 
 def check_solvers(config: ExperimentConfig) -> None:
@@ -190,6 +188,209 @@ def reference_solver(config: ExperimentConfig, spec: str | None = None):
     """(predictor, hyper-parameters) of solver `spec` (default: `train.reference`) for the
     config's task, its open hyper-parameters estimated on the held-out GD_LR tasks."""
     return compare.solver_predictor(spec or config.train.reference, config.task, heldout_key(config, HeldOut.GD_LR))
+
+
+MAX_PENDING_SAVES = 8  # states handed to the checkpoint writer and not yet on disk (one being written)
+MAX_PENDING_BYTES = 256 << 20  # ... and at most this much state held for it (at least one state)
+TIME_EVERY = 8  # one full chunk in this many is timed alone, for the summary's loop_overhead
+# the writer thread's nice value above the process's: on a CPU its save work (orbax's Python and
+# threads) then yields to the training instead of sharing the cores with it (2-core CPU, batch 16:
+# the loop at 72-80 % of the bare chunk's steps/s instead of 61-69 %, the writes no slower in all)
+WRITER_NICE = 10
+LOG_FLUSH_S = 1.0  # the log is flushed at most this often while training, and before every checkpoint
+
+
+class _Saver:
+    """Checkpoints written behind the loop, by one writer thread, in the order they were asked for.
+
+    `submit` hands the writer a state and returns at once (it waits only while MAX_PENDING_SAVES
+    states, or MAX_PENDING_BYTES, are already waiting), so the write of step k overlaps the
+    training after it. A state is a chunk's outputs, arrays nothing writes to again: the train
+    chunk donates no argument, so the loop trains on from them while the writer reads them. Orbax
+    writes each checkpoint into a temporary directory and renames it into place once complete: a
+    kill at any moment leaves the last complete checkpoint the latest. A failed write stops the
+    writer (no later checkpoint is written after a missing one) and is raised in the loop's thread
+    by the next `submit`, `check` or `wait` (a full disk as one OSError line naming the step)."""
+
+    def __init__(self, manager, run_dir: Path, dtype: str, state_bytes: int):
+        self.manager, self.run_dir, self.dtype = manager, run_dir, dtype
+        self.max_pending = max(1, min(MAX_PENDING_SAVES, MAX_PENDING_BYTES // max(state_bytes, 1)))
+        self.submitted = manager.latest_step()
+        self.queue: list = []
+        self.pending, self.error, self.closed = 0, None, False
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._write, name="icl-checkpoint-writer", daemon=True)
+        self.thread.start()
+
+    def busy(self) -> bool:
+        """A checkpoint is being written or waits to be."""
+        return self.pending > 0
+
+    def submit(self, step: int, state: dict) -> None:
+        self.check()
+        if step == self.submitted:
+            return
+        with self.cond:
+            while self.pending >= self.max_pending and self.error is None:
+                self.cond.wait(0.1)  # with a timeout: signals reach the main thread meanwhile
+            self.pending += 1
+            self.queue.append((step, state))
+            self.submitted = step
+            self.cond.notify_all()
+        self.check()
+
+    def _write(self) -> None:
+        if WRITER_NICE:
+            with contextlib.suppress(OSError, AttributeError):  # Linux: a thread is a task with its own nice value
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + WRITER_NICE)
+        with precision.at_dtype(self.dtype):  # the run's x64 setting is thread-local
+            while True:
+                with self.cond:
+                    while not self.queue and not self.closed:
+                        self.cond.wait()
+                    if not self.queue:
+                        return
+                    step, state = self.queue[0]
+                if self.error is None:
+                    try:
+                        self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+                        self.manager.wait_until_finished()
+                    except BaseException as error:  # noqa: BLE001  raised in the loop's thread instead
+                        self.error = (step, error)
+                        try:  # orbax's own thread of the same save may hold its error too: consume it
+                            self.manager.wait_until_finished()
+                        except BaseException:  # noqa: BLE001, S110  the same failure, reported once
+                            pass
+                with self.cond:
+                    self.queue.pop(0)
+                    self.pending -= 1
+                    self.cond.notify_all()
+
+    def check(self) -> None:
+        """Raise a failed write (a full disk as one clear OSError)."""
+        if self.error is None:
+            return
+        step, error = self.error
+        if "No space left on device" in str(error) or "os_error_code='28'" in str(error):
+            raise OSError(errno.ENOSPC, f"No space left on device while writing checkpoint {step} "
+                          f"(latest complete: {self.manager.latest_step()})", str(self.run_dir)) from None
+        raise error
+
+    def wait(self) -> int | None:
+        """Wait until every submitted checkpoint is on disk; the latest complete step."""
+        with self.cond:
+            while self.pending:
+                self.cond.wait(0.1)
+        self.check()
+        return self.manager.latest_step()
+
+    def close(self) -> None:
+        """Finish the writes in flight (none after a failed one) and stop the writer."""
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+        self.thread.join()
+
+
+@dataclasses.dataclass
+class _Chunk:
+    """A dispatched train chunk and its evaluation, not yet read to the host."""
+
+    start: int
+    n: int
+    params: Any
+    opt_state: Any
+    losses: Any
+    metrics: Any
+
+    @property
+    def end(self) -> int:
+        return self.start + self.n
+
+
+class _Log:
+    """log.jsonl written without a flush per record: flushed at most every LOG_FLUSH_S seconds,
+    before every checkpoint (a checkpointed step's record is in the file before its checkpoint
+    can be), on a stop and at the end. A full disk met while flushing it is reported as the failed
+    checkpoint write that filled it, if one did, else as the log's own one-line error."""
+
+    def __init__(self, file, saver: _Saver, run_dir: Path):
+        self.file, self.saver, self.run_dir, self.flushed = file, saver, run_dir, time.perf_counter()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error_type, *_):
+        if error_type is None:
+            self.flush()
+            self.file.close()
+            return
+        try:  # the error on its way out is the one to report, not a flush it makes fail (a full disk)
+            self.file.close()
+        except OSError:
+            pass  # what did not fit is records after the last checkpoint (flushed before each)
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+
+    def flush(self, due_only: bool = False) -> None:
+        now = time.perf_counter()
+        if due_only and now - self.flushed < LOG_FLUSH_S:
+            return
+        self.flushed = now
+        try:
+            self.file.flush()
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            self.saver.wait()  # raises the checkpoint write that filled the disk, if one did
+            raise OSError(errno.ENOSPC, f"No space left on device while writing {rundir.LOG} "
+                          f"(latest complete checkpoint: {self.saver.manager.latest_step()})", str(self.run_dir)) from None
+
+
+class _Clock:
+    """The loop's steady-state timing: from the first chunk's results on the host (compilation
+    excluded) to the last's; and how much of that the compiled programs needed (`compute_s`)."""
+
+    def __init__(self):
+        self.t0, self.t_end, self.steps, self.chunks = None, None, 0, 0
+        self.timed: list[float] = []  # seconds of full chunks (with their evaluation) timed alone
+
+    def chunk_done(self, n: int) -> None:
+        now = time.perf_counter()
+        if self.t0 is None:
+            self.t0 = now
+        else:
+            self.steps, self.chunks = self.steps + n, self.chunks + 1
+        self.t_end = now
+
+    def rate(self) -> float:
+        return self.steps / (self.t_end - self.t0) if self.steps else float("nan")
+
+
+def _state_bytes(*trees) -> int:
+    return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(trees))
+
+
+def _compute_s(trainer, evaluate, params, opt_state, keys, eval_batch, step: int, clock: _Clock) -> float:
+    """Seconds the loop's steady chunks and evaluations needed as compiled programs alone: the
+    median of the full chunks the loop timed alone (dispatch to results, evaluation included: in
+    the same conditions as the loop, load included), scaled to the loop's steps (a chunk's while
+    loop costs in proportion to its steps; a shorter chunk's evaluation is counted in proportion
+    too). A loop too short to have timed one times a chunk and an evaluation now, on its last state
+    (best of 2, results discarded)."""
+    length = trainer.config.train.eval_every
+    if clock.timed:
+        return float(np.median(clock.timed)) * clock.steps / length
+    t_chunk = t_eval = float("inf")
+    for _ in range(2):
+        t = time.perf_counter()
+        jax.block_until_ready(trainer.train_chunk(params, opt_state, keys, step, length))
+        t_chunk = min(t_chunk, time.perf_counter() - t)
+        t = time.perf_counter()
+        jax.block_until_ready(evaluate(params, eval_batch))
+        t_eval = min(t_eval, time.perf_counter() - t)
+    return clock.steps / length * t_chunk + clock.chunks * t_eval
 
 
 def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_process: bool) -> dict:
@@ -229,91 +430,132 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
     evaluate = trainer.evaluator(reference)
     keys = trainer.keys()
     bar = _progress(progress and main_process, start, end)
-    log, wall_before = _open_log(run_dir, start, main_process, echo)
-    t0, steady_t0, steady_steps = time.perf_counter(), None, 0
-    step = start
+    log_file, wall_before = _open_log(run_dir, start, main_process, echo)
+    saver = _Saver(manager, run_dir, cfg.dtype, _state_bytes(params, opt_state))
+    log = _Log(log_file, saver, run_dir)
+    t0, clock, postfix_t = time.perf_counter(), _Clock(), 0.0
+    done = start  # the last step whose chunk is checked, logged and (where due) handed to the writer
+    checkpoint_wait_s = 0.0
 
-    def save(stop):
-        if manager.latest_step() == step:
-            return
-        stop.saving = True
-        try:
-            manager.save(step, args=ocp.args.StandardSave({"params": params, "opt_state": opt_state}), force=True)
-            manager.wait_until_finished()
-        except Exception as error:  # orbax reports a full disk as ValueError("RESOURCE_EXHAUSTED ...")
-            if "No space left on device" in str(error) or "os_error_code='28'" in str(error):
-                raise OSError(errno.ENOSPC, f"No space left on device while writing checkpoint {step} "
-                              f"(latest complete: {manager.latest_step()})", str(run_dir)) from None
-            raise
-        stop.saving = False
-        if stop.abort:
+    def finish(chunk: _Chunk, stop: _Interrupts) -> None:
+        """Read a chunk's results (one chunk late: the next one is already running), check them,
+        log them, hand its state to the writer where a checkpoint is due, stop where asked."""
+        nonlocal params, opt_state, done, postfix_t
+        losses = np.asarray(chunk.losses)  # [n, S]; the host sync, while the next chunk trains
+        metrics = jax.device_get(chunk.metrics)
+        if (bad := _first_nonfinite(losses, metrics)) is not None:
+            log.write({"event": "diverged", "after_step": chunk.start, "steps": chunk.n, "what": bad[0]})
+            log.flush()
+            good = saver.wait()  # the last good checkpoint, on disk (its chunk was checked before it was saved)
+            raise TrainingDiverged(
+                f"training diverged: non-finite {bad[0]} within steps {chunk.start}-{chunk.end} "
+                f"(seed {seeds_of(config)[bad[1]]}); "
+                + (f"last good checkpoint is step {good} in {run_dir / 'checkpoints'}. " if good is not None else "no checkpoint was written. ")
+                + "Try a lower optim.lr, optim.grad_clip or model.clip_activations."
+            )
+        params, opt_state, done = chunk.params, chunk.opt_state, chunk.end
+        clock.chunk_done(chunk.n)
+        log.write({
+            "step": done,
+            "train_loss": losses.mean(0).tolist(),
+            **{k: np.asarray(v).tolist() for k, v in metrics.items()},
+            "wall_s": round(wall_before + time.perf_counter() - t0, 3),
+        })
+        if done % cfg.ckpt_every == 0 or done == end or stop.requested:
+            log.flush()  # the record of a checkpointed step is in the file before the checkpoint
+            saver.submit(done, {"params": params, "opt_state": opt_state})
+        else:
+            log.flush(due_only=True)
+            saver.check()
+        bar.update(chunk.n)
+        if bar.disable is False and time.perf_counter() - postfix_t > 0.5:  # shown at the bar's next refresh
+            postfix_t = time.perf_counter()
+            bar.set_postfix(loss=f"{float(np.mean(metrics['loss'])):.4f}", ref=f"{float(np.mean(metrics['ref_loss'])):.4f}",
+                            cos=f"{float(np.mean(metrics['model_cos'])):.4f}", steps_s=f"{clock.rate():.0f}", refresh=False)
+        if stop.requested:
+            saver.wait()
+            raise KeyboardInterrupt if stop.abort else _Stopped(stop.requested)
+        if stop.abort and not saver.busy():  # a second Ctrl-C deferred past a checkpoint write
             raise KeyboardInterrupt
 
     try:
-        with _Interrupts(echo) as stop, log:
+        with _Interrupts(echo, saver.busy) as stop, log:
             if start == 0:  # the untrained model, for the curves
                 metrics = jax.device_get(evaluate(params, eval_batch))
-                log.write(json.dumps({"step": 0, **{k: np.asarray(v).tolist() for k, v in metrics.items()}}) + "\n")
-            while step < end:
-                n = min(cfg.eval_every - step % cfg.eval_every, end - step)
-                new_params, new_opt, losses = trainer.train_chunk(params, opt_state, keys, step, n)
-                losses = np.asarray(losses)  # [n, S]; the one host sync per chunk
-                metrics = jax.device_get(evaluate(new_params, eval_batch))
-                if (bad := _first_nonfinite(losses, metrics)) is not None:
-                    log.write(json.dumps({"event": "diverged", "after_step": step, "steps": n, "what": bad[0]}) + "\n")
-                    good = manager.latest_step()
-                    raise TrainingDiverged(
-                        f"training diverged: non-finite {bad[0]} within steps {step}-{step + n} "
-                        f"(seed {seeds_of(config)[bad[1]]}); "
-                        + (f"last good checkpoint is step {good} in {run_dir / 'checkpoints'}. " if good is not None else "no checkpoint was written. ")
-                        + "Try a lower optim.lr, optim.grad_clip or model.clip_activations."
-                    )
-                params, opt_state, step = new_params, new_opt, step + n
-                if steady_t0 is None:
-                    steady_t0 = time.perf_counter()  # after the first chunk: compilation excluded
-                else:
-                    steady_steps += n
-                record = {
-                    "step": step,
-                    "train_loss": losses.mean(0).tolist(),
-                    **{k: np.asarray(v).tolist() for k, v in metrics.items()},
-                    "wall_s": round(wall_before + time.perf_counter() - t0, 3),
-                }
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                if step % cfg.ckpt_every == 0 or step == end or stop.requested:
-                    save(stop)
-                bar.update(n)
-                rate = steady_steps / (time.perf_counter() - steady_t0) if steady_steps else float("nan")
-                bar.set_postfix(loss=f"{float(np.mean(metrics['loss'])):.4f}", ref=f"{float(np.mean(metrics['ref_loss'])):.4f}",
-                                cos=f"{float(np.mean(metrics['model_cos'])):.4f}", steps_s=f"{rate:.0f}")
-                if stop.requested:
-                    raise _Stopped(stop.requested)
+                log.write({"step": 0, **{k: np.asarray(v).tolist() for k, v in metrics.items()}})
+            step, pending, dispatched = start, None, 0
+            while step < end or pending is not None:
+                nxt = None
+                # dispatch chunk k+1 before reading chunk k (after a stop request, only a first chunk:
+                # the stop then checkpoints at its end, as at the end of any chunk)
+                if step < end and (not stop.requested or pending is None):
+                    n = min(cfg.eval_every - step % cfg.eval_every, end - step)
+                    # every TIME_EVERY-th full chunk of the steady state is timed alone (the loop's
+                    # overhead is measured against these): chunk k is read first, then k+1 runs
+                    # on an idle device and is waited for
+                    timed = clock.t0 is not None and n == cfg.eval_every and dispatched % TIME_EVERY == 0
+                    if timed and pending is not None:
+                        finish(pending, stop)
+                        pending = None
+                    t = time.perf_counter()
+                    new_params, new_opt, losses = trainer.train_chunk(params if pending is None else pending.params,
+                                                                      opt_state if pending is None else pending.opt_state,
+                                                                      keys, step, n)
+                    nxt = _Chunk(step, n, new_params, new_opt, losses, evaluate(new_params, eval_batch))
+                    if timed:
+                        jax.block_until_ready((nxt.params, nxt.opt_state, nxt.losses, nxt.metrics))
+                        clock.timed.append(time.perf_counter() - t)
+                    step, dispatched = step + n, dispatched + 1
+                if pending is not None:
+                    finish(pending, stop)
+                pending = nxt
+            log.flush()
+            t_wait = time.perf_counter()
+            saver.wait()  # the last checkpoints on disk before anything reports the run finished
+            checkpoint_wait_s = time.perf_counter() - t_wait
+            if stop.requested:  # asked during that wait: stopped, checkpointed (the table on the next run)
+                raise KeyboardInterrupt if stop.abort else _Stopped(stop.requested)
     except _Stopped as stopped:
         sys.stdout.flush()
         if stopped.args[0] == signal.SIGTERM:
-            echo(f"stopped by SIGTERM at step {step}; checkpoint saved")
+            echo(f"stopped by SIGTERM at step {done}; checkpoint saved")
             raise SystemExit(128 + signal.SIGTERM) from None
-        echo(f"interrupted at step {step}; checkpoint saved in {run_dir / 'checkpoints'}")
+        echo(f"interrupted at step {done}; checkpoint saved in {run_dir / 'checkpoints'}")
         raise KeyboardInterrupt from None
     finally:
         bar.close()
         try:
-            manager.wait_until_finished()
+            saver.close()  # the writes in flight finish (a kill -9 instead leaves the last complete one)
+            if saver.error is None:
+                manager.wait_until_finished()
         finally:
-            manager.close()  # also after a failed save: no orbax thread outlives the run
-    wall = wall_before + time.perf_counter() - t0
-    if step < cfg.steps:
-        return {"stopped_at": step}
+            try:
+                manager.close()  # also after a failed save: no orbax thread outlives the run
+            except Exception:  # noqa: BLE001
+                if saver.error is None:
+                    raise  # after a failed write, the write's own error (raised above) is the report
+    if done < cfg.steps:
+        return {"stopped_at": done}
 
+    steady_s = clock.t_end - clock.t0 if clock.steps else None
+    overhead = None
+    if steady_s:
+        compute = _compute_s(trainer, evaluate, params, opt_state, keys, eval_batch, done, clock)
+        overhead = round(min(max(1 - compute / steady_s, 0.0), 1.0), 3)
+    wall = wall_before + time.perf_counter() - t0
     table = final_table(config, params, config.compare_against, cfg.final_eval_tasks)
     summary = {
         "experiment": config.name,
-        "steps": step,
+        "steps": done,
         "seeds": seeds_of(config),
         "reference": {"solver": config.train.reference, "hparams": reference_hparams},
-        "wall_s": round(wall, 2),
-        "train_steps_per_s": round(steady_steps / (time.perf_counter() - steady_t0), 2) if steady_steps else None,
+        "wall_s": round(wall, 3),  # as the log rounds it: never below its last record
+        # the loop's training rate: steps after the first chunk (which compiles) per second, until
+        # the last chunk's results were checked; loop_overhead: the share of that time the compiled
+        # chunks and evaluations did not need; checkpoint_wait_s: then waited for the last writes
+        "train_steps_per_s": round(clock.rate(), 2) if clock.steps else None,
+        "loop_overhead": overhead,
+        "checkpoint_wait_s": round(checkpoint_wait_s, 3),
         "resumed_from": start or None,
         "log_complete": main_process and not any(r.get("event") == "log_gap" for r in rundir.read_log(run_dir)),
         **table,
@@ -336,14 +578,18 @@ def load_params(run_dir: str | Path, config: ExperimentConfig | None = None, ste
     """The config and the parameters (stacked over seeds) of a run directory's checkpoint.
 
     The parameters are loaded onto this process's first device, whatever mesh the run trained on
-    (a run of 8 devices or several processes loads on a laptop), in the run's dtype (a float64
-    run switches float64 on)."""
+    (a run of 8 devices or several processes loads on a laptop), in the run's dtype, read in a
+    scope at that dtype (`precision.at_dtype`) that leaves the caller's x64 setting as it was:
+    compute with a float64 run's parameters inside `precision.at_dtype("float64")`."""
     run_dir = Path(run_dir)
     if not (run_dir / rundir.CONFIG).exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no {rundir.CONFIG})")
     config = config or ExperimentConfig.from_dict(json.loads((run_dir / rundir.CONFIG).read_text()))
-    if config.train.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
+    with precision.at_dtype(config.train.dtype):
+        return _load_params(run_dir, config, step)
+
+
+def _load_params(run_dir: Path, config: ExperimentConfig, step: int | None) -> tuple[ExperimentConfig, dict, int]:
     manager = rundir.manager(run_dir)
     step = manager.latest_step() if step is None else step
     if step is None:

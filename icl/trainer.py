@@ -69,7 +69,8 @@ class ModelSpec:
     template: Any  # nnx.State of Params, for the tree structure
     rest: Any  # non-trainable variables (e.g. the query's w0)
 
-    def model(self, params: dict) -> models.LSATransformer:
+    def model(self, params: dict):
+        """The model of the run's family (`icl.models.registry`) with these parameters."""
         state = jax.tree.map(lambda x: x, self.template)
         nnx.replace_by_pure_dict(state, params)
         return nnx.merge(self.graphdef, state, self.rest)
@@ -79,6 +80,7 @@ class ModelSpec:
 
 
 def model_spec(config: ExperimentConfig) -> ModelSpec:
+    """The static structure of the run's model (any registered family)."""
     graphdef, template, rest = nnx.split(models.build(config.model, config.task.d, 0), nnx.Param, ...)
     return ModelSpec(graphdef, template, rest)
 
@@ -181,8 +183,7 @@ class Trainer:
 
     # -- training ------------------------------------------------------------------------------
     def loss(self, params: dict, batch) -> jax.Array:
-        y_hat = self.spec.model(params).predict(batch.x_ctx, batch.y_ctx, batch.x_query)
-        return compare.loss(y_hat, batch.y_query)
+        return objective_loss(self.config.train.objective, self.spec.model(params), batch)
 
     def sample(self, data_key, step):
         batch = self.config.task.sample(jax.random.fold_in(data_key, step), self.config.train.batch_size)
@@ -193,8 +194,11 @@ class Trainer:
         updates, opt_state = self.optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    def _train_chunk(self, params, opt_state, keys, n_steps, start):
-        """n_steps steps from `start` for every seed: returns params, opt_state, losses [n_steps, S]."""
+    def _train_chunk(self, params, opt_state, keys, n_steps, start, count=None):
+        """n_steps steps from `start` for every seed: returns params, opt_state, losses [n_steps, S].
+        With `count` (traced, <= n_steps): only the first `count` steps run (a while loop), the
+        losses after them are 0; one compiled program then serves every chunk length up to
+        n_steps (the loop's last, shorter chunk does not recompile)."""
         step_all = jax.vmap(self._step_one, in_axes=(0, 0, 0, None), spmd_axis_name="seeds")
         group = self.config.train.seed_group
         if group and group < self.config.train.n_seeds:
@@ -205,11 +209,27 @@ class Trainer:
             params, opt_state, loss = step_all(params, opt_state, keys, step)
             return (params, opt_state), loss
 
-        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), start + jnp.arange(n_steps))
-        return params, opt_state, losses
+        if count is None:
+            (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), start + jnp.arange(n_steps))
+            return params, opt_state, losses
+
+        def counted(i, state):
+            params, opt_state, losses = state
+            (params, opt_state), loss = body((params, opt_state), start + i)
+            return params, opt_state, losses.at[i].set(loss)
+
+        loss_shape = jax.eval_shape(lambda: body((params, opt_state), start)[1])
+        losses = jnp.zeros((n_steps, *loss_shape.shape), loss_shape.dtype)
+        return jax.lax.fori_loop(0, count, counted, (params, opt_state, losses))
 
     def train_chunk(self, params, opt_state, keys, start: int, n_steps: int):
-        return self._chunk(params, opt_state, keys, n_steps, jnp.asarray(start, jnp.int32))
+        """n_steps steps from `start`: (params, opt_state, losses [n_steps, S]). Compiled once for
+        every n_steps <= eval_every (a while loop of n_steps in a program of eval_every; the
+        arguments are never donated, so the caller may go on reading the inputs, e.g. to save them)."""
+        length = max(n_steps, self.config.train.eval_every)
+        count = jnp.asarray(n_steps, jnp.int32)
+        params, opt_state, losses = self._chunk(params, opt_state, keys, length, jnp.asarray(start, jnp.int32), count)
+        return params, opt_state, losses if n_steps == length else losses[:n_steps]
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluator(self, reference: Callable) -> Callable:
@@ -223,6 +243,20 @@ class Trainer:
             return out
 
         return jax.jit(highest(jax.vmap(one, in_axes=(0, None))), out_shardings=self.replicated)
+
+
+def objective_loss(objective: str, model, batch) -> jax.Array:
+    """The training loss of `model` on `batch` (`compare.loss`, half the mean squared error):
+
+      "query":  at the M query tokens, each predicted from the N context pairs;
+      "causal": at every position t of the sequence [context, queries] (T = N + M pairs),
+                predicted from the pairs before it, averaged over the B T predictions.
+    """
+    if objective == "causal":
+        x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)  # [B, T, d]
+        y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)  # [B, T]
+        return compare.loss(model.predict_prefixes(x, y), y)
+    return compare.loss(model.predict(batch.x_ctx, batch.y_ctx, batch.x_query), batch.y_query)
 
 
 def _grouped(step_group, group: int):

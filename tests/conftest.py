@@ -1,6 +1,13 @@
 """Test-wide JAX settings: float64 (exact-equality claims are checked in float64) and loud
 broadcasting (implicit rank promotion raises).
 
+x64 on is the setting of the test code, not of the runs it trains: `icl.train.train` (and
+`load_params`) compute at the config's `train.dtype` in a scope of their own
+(`icl.precision.at_dtype`), so a float32 config trained in a test trains in float32, on the
+default sampler's 32-bit stream, exactly as the `icl train` command does (tests/test_float32.py
+checks it to the bit); float64 tests ask for `train.dtype=float64`. Code called outside
+`train.train` (`Trainer`, `init_params`, the solvers) follows this float64 setting.
+
 The test processes (the xdist workers) and the `icl train` processes that the fault, resume and
 multi-process tests start (dozens, mostly the same tiny programs) share one persistent XLA
 compilation cache, in pytest's cache directory: each program compiles once per machine instead

@@ -1,12 +1,15 @@
 """The literature's baselines (icl/solvers/baselines.py) against naive NumPy loops, the Bayes-optimal
 ones against brute-force posteriors, and the every-prefix evaluation against one call per prefix."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from icl import solvers
+from icl.tasks.base import Batch
 
 ATOL = 1e-10  # float64, same algorithm
 PRIOR_TOL = 1e-8  # float64, a different algorithm run to convergence
@@ -345,6 +348,9 @@ def test_traced_hyperparameters_are_not_checked():
 
 
 # -- every prefix at once ----------------------------------------------------------------------------
+# Hyper-parameters of the every-prefix check for solvers whose registry defaults do not suit it
+# (short step counts, a non-zero GD++ gamma, a 3 x 3 preconditioner, a pool). Every other
+# registered solver is checked with no entry here (`_prefix_case`): a new solver needs none.
 PREFIX_CASES = {
     **NEW_SOLVERS,
     "gd": dict(lr=0.7, steps=2),
@@ -357,21 +363,113 @@ PREFIX_CASES = {
 }
 
 
-def test_every_registered_solver_has_a_prefix_case():
-    assert set(PREFIX_CASES) == set(solvers.names())
+def _family_listing(name: str):
+    """The first task family whose default baselines list solver `name`, with that spec's
+    hyper-parameters; ("linear", {}) if none does."""
+    from icl import tasks
+    from icl.tasks.base import default_baselines
+
+    for family in tasks.names():
+        for spec in default_baselines(tasks.get(family)):
+            spec_name, spec_hparams = solvers.parse_spec(spec)
+            if spec_name == name:
+                return family, spec_hparams
+    return "linear", {}
 
 
-@pytest.mark.parametrize("name", sorted(PREFIX_CASES))
+def _prefix_case(name: str, n: int = 6):
+    """(hparams, x_ctx, y_ctx, x_query) for the every-prefix check of solver `name`: PREFIX_CASES'
+    entry on `_data`; else its registry defaults (`solvers.task_defaults`, after the family's
+    spec and `solver_hparams`) on 5 tasks of a family that lists it (`_family_listing`), N = n."""
+    if name in PREFIX_CASES:
+        return (PREFIX_CASES[name], *_data(11, n=n))
+    from icl import tasks
+
+    family, hparams = _family_listing(name)
+    try:
+        task = dataclasses.replace(tasks.get(family), n_ctx=n, n_query=2)
+    except ValueError:  # a family with its own constraints on N: its defaults
+        task = tasks.get(family)
+    hparams = {**(task.solver_hparams(name) if hasattr(task, "solver_hparams") else {}), **hparams}
+    hparams.update(solvers.task_defaults(name, task, jax.random.key(0), hparams))
+    batch = task.sample(jax.random.key(11), 5)
+    return hparams, batch.x_ctx, batch.y_ctx, batch.x_query
+
+
+def test_prefix_cases_name_registered_solvers():
+    assert set(PREFIX_CASES) <= set(solvers.names()), set(PREFIX_CASES) - set(solvers.names())
+
+
+@pytest.mark.parametrize("name", solvers.names())
 def test_prefix_predictions_equal_one_call_per_prefix(name):
     """Entry n - 1 is the solver on the first n examples (GD's 1/N becomes 1/n); checked at
-    n = 1, n = d and n = N (each shape is a separate compile, hence not all)."""
-    x, y, xq = _data(11, n=6)
-    hparams = PREFIX_CASES[name]
+    n = 1, N / 2 and N (each shape is a separate compile, hence not all)."""
+    hparams, x, y, xq = _prefix_case(name)
     got = solvers.prefix_predictions(name, x, y, xq, **hparams)  # [B, N, M]
     assert got.shape == (x.shape[0], x.shape[1], xq.shape[1])
     fn = jax.jit(lambda a, b, c: solvers.get(name)(a, b, c, **hparams))
-    for n in (1, 3, 6):
+    n_ctx = x.shape[1]
+    for n in sorted({1, (n_ctx + 1) // 2, n_ctx}):
         np.testing.assert_allclose(got[:, n - 1], fn(x[:, :n], y[:, :n], xq), atol=1e-9, err_msg=f"n={n}")
+
+
+def test_prefix_modes():
+    """Masks for solvers that take them, zero padding where declared exact, truncation otherwise."""
+    assert solvers.prefix_mode(solvers.knn) == "mask"
+    assert solvers.prefix_mode(solvers.least_squares) == "zeros" and solvers.prefix_mode(solvers.gd) == "zeros_lr"
+    assert solvers.prefix_mode(lambda x_ctx, y_ctx, x_query: x_query[..., 0]) == "truncate"
+    assert solvers.prefix_mode(solvers.zero_padding_exact(lambda a, b, c: c[..., 0])) == "zeros"
+
+
+def test_prefix_predictions_see_through_bound_hyper_parameters():
+    """compare.solver_predictor's partials keep their solver's one-program path, and GD's bound lr
+    is rescaled to 1/n like a passed one: equal to one call per prefix."""
+    import functools
+
+    x, y, xq = _data(16, n=6)
+    bound = functools.partial(solvers.gd, lr=0.7, steps=2)
+    got = solvers.prefix_predictions(bound, x, y, xq)
+    for n in (1, 4):
+        np.testing.assert_allclose(got[:, n - 1], solvers.gd(x[:, :n], y[:, :n], xq, lr=0.7, steps=2), atol=1e-12)
+    size = lambda fn: len(jax.make_jaxpr(lambda a, b, c: solvers.prefix_predictions(fn, a, b, c))(x, y, xq).eqns)  # noqa: E731
+    assert size(bound) == size(functools.partial(solvers.gd, lr=0.7, steps=2)) < size(lambda a, b, c: solvers.gd(a, b, c, lr=0.7, steps=2))
+
+
+def test_prefix_predictions_of_an_mlp_embedded_model_equal_its_truncated_contexts():
+    """A model with an MLP embedding (zero inputs embed to non-zero tokens once its biases are
+    non-zero) is run on each truncated context: its per-prefix curve equals model.predict on
+    x_ctx[:, :n] for every n, in float64; zero padding would be off by O(1) here."""
+    from icl import models
+
+    x, y, xq = _data(14, n=6)
+    model = models.build(models.ModelConfig(embed_dim=4, embed_hidden=8, init_scale=1.0), 3, 0)
+    rng = np.random.default_rng(0)
+    model.embed_in.bias[...] = jnp.asarray(rng.standard_normal(8), jnp.float32)  # as after training: f(0) != 0
+    model.embed_out.bias[...] = jnp.asarray(rng.standard_normal(4), jnp.float32)
+    got = solvers.prefix_predictions(model.predict, x, y, xq)
+    assert got.dtype == jnp.float64
+    truncated = np.stack([model.predict(x[:, :n], y[:, :n], xq) for n in range(1, 7)], axis=1)
+    np.testing.assert_allclose(got, truncated, rtol=1e-12, atol=1e-12)
+    mask = np.asarray(solvers.prefix_masks(6, jnp.float64))
+    zero_padded = model.predict(x * mask[2][None, :, None], y * mask[2], xq)  # what the old path computed
+    assert np.max(np.abs(zero_padded - truncated[:, 2])) > 0.1
+    curve = solvers.error_curve(model.predict, Batch(x_ctx=x, y_ctx=y, x_query=xq, y_query=xq[..., 0]),
+                                jax.random.key(0), n_boot=50)
+    np.testing.assert_allclose(curve["mean"], (0.5 * (truncated - xq[:, None, :, 0]) ** 2).mean(axis=(0, 2)), rtol=1e-12)
+
+
+def test_prefix_predictions_on_features():
+    """`features=square` runs the solver on x^2 for every prefix: least squares on the squares
+    recovers y = w . x^2 exactly from d examples on, and equals the solver on mapped inputs."""
+    x, _, xq = _data(15, n=6)
+    w = np.random.default_rng(1).standard_normal((x.shape[0], 3))
+    y, yq = np.einsum("bnd,bd->bn", x**2, w), np.einsum("bmd,bd->bm", xq**2, w)
+    got = solvers.prefix_predictions("least_squares(features=square)", x, y, xq)
+    np.testing.assert_allclose(got[:, 2:], np.broadcast_to(yq[:, None], got[:, 2:].shape), atol=1e-9)
+    np.testing.assert_allclose(got, solvers.prefix_predictions("least_squares", x**2, y, xq**2), atol=1e-12)
+    wrapped = solvers.on_features("square", solvers.knn)
+    np.testing.assert_allclose(solvers.prefix_predictions(wrapped, x, y, xq, k=2),
+                               solvers.prefix_predictions("knn", x**2, y, xq**2, k=2), atol=1e-12)
 
 
 def test_prefix_program_does_not_grow_with_n():

@@ -1,11 +1,14 @@
 """The experiment registry: names, studies, the quick/full/intermediate transform, clear errors."""
 
 import dataclasses
+import json
 
+import jax
+import numpy as np
 import pytest
 
-from icl import cli, experiments, tasks
-from icl.config import ExperimentConfig, TrainConfig
+from icl import cli, experiments, rundir, runs, tasks, train
+from icl.config import ExperimentConfig, TrainConfig, apply_overrides
 from icl.experiments import registry
 
 
@@ -51,10 +54,26 @@ def test_unknown_name_and_conflicting_registration():
 
 
 def test_cli_lists_studies_and_trains_quick(tmp_path, capsys):
+    """`icl list` names the studies; `icl train NAME --quick` trains the quick profile (batch 256,
+    2 seeds for fig2_L1_sep, not the full 2048 x 5), here cut to 40 steps: the run directory holds
+    exactly that config, 40 steps were taken, and the parameters moved from their initial values."""
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert "paper_1layer (default)" in out and "families" in out
-    assert cli._experiment("tiny", [], quick=True) == experiments.get("tiny", mode="quick")
+    sets = ["train.steps=40", "train.eval_every=20", "train.ckpt_every=40", "train.eval_tasks=128", "train.final_eval_tasks=200"]
+    run_dir = tmp_path / "run"
+    argv = ["train", "fig2_L1_sep", "--quick", "--out", str(run_dir), "--no-progress", *(a for s in sets for a in ("--set", s))]
+    assert cli.main(argv) == 0
+    quick, full = experiments.get("fig2_L1_sep", mode="quick"), experiments.get("fig2_L1_sep")
+    trained = ExperimentConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    assert trained == apply_overrides(quick, sets) == cli._experiment("fig2_L1_sep", sets, quick=True)
+    assert (trained.train.batch_size, trained.train.n_seeds) == (256, 2) != (full.train.batch_size, full.train.n_seeds)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 40 and [r["step"] for r in rundir.read_log(run_dir)] == [0, 20, 40]
+    _, params, step = train.load_params(run_dir)
+    assert step == 40
+    moved = [np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(runs.initial_params(trained)))]
+    assert min(moved) > 1e-3  # Adam at lr 1e-3 moves every weight by ~1e-3 per step; untrained: 0
 
 
 def test_no_top_level_experiments_package():

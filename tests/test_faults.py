@@ -50,6 +50,27 @@ def params(run_dir: Path):
     return jax.tree.map(np.asarray, train.load_params(run_dir)[1])
 
 
+def wait_until(condition, proc: subprocess.Popen, what: str, timeout: float = DEADLINE_S) -> None:
+    """Poll `condition()` until it holds; fail with `what` and the process's output if the
+    process exits first or `timeout` seconds pass (the process is killed then)."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"icl train exited with {proc.returncode} before {what}: {proc.communicate()[0][-2000:]}")
+        if time.monotonic() > end:
+            proc.kill()
+            pytest.fail(f"no {what} within {timeout} s: {proc.communicate()[0][-2000:]}")
+        time.sleep(0.05)
+
+
+def logged_steps(run_dir: Path) -> int:
+    """How many evaluation lines the run's log holds (0 before it exists)."""
+    try:
+        return sum(1 for line in (run_dir / "log.jsonl").read_text().splitlines() if line.startswith('{"step"'))
+    except FileNotFoundError:
+        return 0
+
+
 def wait_for_save(run_dir: Path, timeout: float = 60) -> bool:
     """Poll until a checkpoint is being written (orbax's temporary directory exists)."""
     end = time.monotonic() + timeout
@@ -109,13 +130,16 @@ def test_interrupt_during_checkpoint_writes_then_resume_is_exact(sig, reference,
         proc = start(out)
         time.sleep(rng.uniform(0.0, 1.0))
         hits += wait_for_save(out)
+        alive = proc.poll() is None  # else it finished the run before the signal: exit 0
         proc.send_signal(sig)
         if sig == signal.SIGINT:
             time.sleep(0.01)
             proc.send_signal(sig)
         code, text = finish(proc)
-        if sig == signal.SIGINT and code == 130:
-            assert "Traceback" not in text
+        # Ctrl-C: 130 (cli.main, after checkpointing or deferred past the save); kill -9: -9
+        expected = (130 if sig == signal.SIGINT else -signal.SIGKILL) if alive else 0
+        assert code == expected, f"exit {code}, expected {expected} (signal sent to a {'running' if alive else 'finished'} process): {text[-2000:]}"
+        assert "Traceback" not in text, text
         if code == 0:
             break
     assert hits >= 1  # at least one interruption landed while a checkpoint was in flight
@@ -127,15 +151,27 @@ def test_interrupt_during_checkpoint_writes_then_resume_is_exact(sig, reference,
 
 
 def test_second_trainer_on_the_same_directory_is_refused(tmp_path):
-    out = tmp_path / "run"
-    first = start(out)
-    while not (out / "log.jsonl").exists():
-        assert first.poll() is None, first.communicate()[0]
-        time.sleep(0.05)
-    code, text = run(out)
-    assert code == 2 and "is in use" in text and "Traceback" not in text
-    assert finish(first)[0] == 0
-    assert json.loads((out / "summary.json").read_text())["steps"] == 120
+    """A second `icl train` on a directory whose trainer is running exits 2 naming the holder; the
+    first (a run far too long to end by itself, so it is certainly still training when the second
+    asks) goes on, stops on SIGTERM with a checkpoint, and the directory is free again after it."""
+    out, long_run = tmp_path / "run", ("--set", "train.steps=1000000")
+    first = start(out, *long_run)
+    try:
+        wait_until(lambda: logged_steps(out) >= 2, first, "a first training chunk in the log (step 5)")
+        code, text = run(out, *long_run)
+        assert code == 2 and f"{out} is in use: pid {first.pid} on" in text and "Traceback" not in text, text
+        assert first.poll() is None, "the first trainer stopped while the second was refused"
+        first.send_signal(signal.SIGTERM)
+        code, text = finish(first)
+    finally:  # never leave the million-step run behind
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert code == 128 + signal.SIGTERM and "stopped by SIGTERM at step" in text, text
+    stopped = int(text.split("stopped by SIGTERM at step ")[1].split(";")[0])
+    code, text = run(out, *long_run, "--until-step", str(stopped + 5))  # the lock was released
+    assert code == 0 and f"resuming {out} from step {stopped}" in text, text
+    assert train.load_params(out)[2] == stopped + 5
 
 
 def test_damaged_latest_checkpoint_falls_back_to_the_one_before(reference, half, tmp_path):
@@ -205,22 +241,43 @@ def _mount_tmpfs(path: Path, size: str) -> bool:
     return done.returncode == 0
 
 
-def test_full_disk_is_a_clear_error_and_loses_nothing(reference, tmp_path):
+def _used_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize
+
+
+def _disk_bytes(path: Path) -> int:
+    """Bytes a directory tree occupies on its file system (whole blocks, as tmpfs counts them)."""
+    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
+
+
+def test_full_disk_is_a_clear_error_and_loses_nothing(reference, half, tmp_path):
+    """The disk fills while the first new checkpoint (65) is written, after a known one (60, from
+    `half`): a one-line error naming both, checkpoint 60 still the latest and readable, and with
+    room again the run resumes from 60 and ends bit-identical to the uninterrupted one."""
     disk = tmp_path / "disk"
-    if not _mount_tmpfs(disk, "200k"):  # full while writing an early checkpoint
+    if not _mount_tmpfs(disk, "20m"):
         pytest.skip("cannot mount a small tmpfs here (needs root in a machine that allows mounts)")
     try:
-        out = disk / "run"
+        out = Path(shutil.copytree(half, disk / "run"))
+        assert train.load_params(out)[2] == 60
+        # room for the config's rewrite and a few log lines (4 KiB pages each), not for another
+        # checkpoint: half of one (~28 KiB of tiny's 56 KiB)
+        room = _disk_bytes(out / "checkpoints" / "60") // 2
+        assert room >= 4 * 4096, room
+        size_k = (_used_bytes(disk) + room) // 1024
+        subprocess.run(["mount", "-o", f"remount,size={size_k}k", str(disk)], check=True)
         code, text = run(out)
         # the last line says it, and nothing else is printed: no traceback, from the main thread or
         # from orbax's writer threads (the manager is closed before the error leaves `train`).
-        assert code == 2 and text.strip().splitlines()[-1].startswith("error: [Errno 28] No space left on device"), text
+        last = text.strip().splitlines()[-1]
+        assert code == 2 and last.startswith("error: [Errno 28] No space left on device while writing checkpoint 65 (latest complete: 60)"), text
         assert "Traceback" not in text and "icl/" not in text and "orbax" not in text, text
-        saved = train.load_params(out)[2] if any(p.name.isdigit() for p in (out / "checkpoints").glob("*")) else 0
+        assert train.load_params(out)[2] == 60  # the known checkpoint survived, still the latest
         subprocess.run(["mount", "-o", "remount,size=20m", str(disk)], check=True)
         code, text = run(out)
         assert code == 0, text
-        assert saved == 0 or f"resuming {out} from step {saved}" in text
+        assert f"resuming {out} from step 60" in text, text
         assert_same_run(out, reference)
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)

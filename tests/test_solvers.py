@@ -242,6 +242,30 @@ def test_preconditioned_loss_matches_monte_carlo(n_test):
     assert abs(per_task.mean() - expected) < 4 * stderr, (per_task.mean(), expected, stderr)
 
 
+@pytest.mark.parametrize("noise_std, weight_std", [(0.0, 1.0), (1.0, 1.0), (1.0, 0.5), (2.0, 3.0), (0.5, 0.2)])
+def test_gamma_star_is_the_moment_solution(noise_std, weight_std):
+    """Gamma* = E[w u^T] E[u u^T]^{-1} (u = X^T y), from the Gaussian moments alone:
+    E[w u^T] = tau^2 N Sigma and E[u u^T] = tau^2 (N(N+1) Sigma^2 + N tr(Sigma) Sigma) + sigma^2 N Sigma.
+    The noise-to-signal term sigma^2 / tau^2 moves Gamma* by >= 1 % of |Gamma*| in every noisy
+    case here (checked below), and computing it with tau = 1 by >= 1 % when tau != 1: the
+    tolerance, float64 rounding of two 4x4 solves (1e-12 of |Gamma*|), is far below both."""
+    d, n = 4, 5
+    sigma = tasks.get("linear", d=d, n_ctx=n, input_dist="gaussian", covariance="rotated", condition_number=6.0).input_covariance
+    sigma = np.asarray(sigma, np.float64)
+    tau2, s2 = weight_std**2, noise_std**2
+    e_wu = tau2 * n * sigma
+    e_uu = tau2 * (n * (n + 1) * sigma @ sigma + n * np.trace(sigma) * sigma) + s2 * n * sigma
+    want = np.linalg.solve(e_uu.T, e_wu.T).T  # E[w u^T] E[u u^T]^{-1}
+    got = solvers.gamma_star(sigma, n, noise_std, weight_std)
+    tol = 1e-12 * np.abs(want).max()
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+    if noise_std:
+        effects = [np.abs(solvers.gamma_star(sigma, n) - want).max()]  # no noise term
+        if weight_std != 1:  # the noise term with tau = 1
+            effects.append(np.abs(np.linalg.inv((n + 1) * sigma + (np.trace(sigma) + s2) * np.eye(d)) - want).max())
+        assert min(effects) > 0.01 * np.abs(want).max() > 1e9 * tol
+
+
 @pytest.mark.parametrize("noise_std", [0.0, 1.5])
 def test_gamma_star_minimises_the_closed_form_loss(noise_std):
     """Gamma* is a stationary point of preconditioned_loss (central differences) and every

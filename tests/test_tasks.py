@@ -1,11 +1,16 @@
 """The shared contract every registered task family passes, plus the linear family's prior."""
 
+import dataclasses
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from icl import tasks
+from icl import solvers, tasks
+from icl.tasks import base
+from icl.tasks.base import Batch, default_baselines
 
 FAMILY_DEFAULTS = {name: {} for name in tasks.names()}  # a new family is tested with its defaults
 
@@ -29,6 +34,61 @@ def test_contract(name):
     assert len({np.asarray(row).tobytes() for row in batch.y_ctx}) == b
     sampled = jax.jit(task.sample, static_argnums=1)(jax.random.key(1), b)
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-12), batch, sampled)
+    # its baselines name registered solvers and feature maps (what `icl train` will compare with)
+    for spec in (*getattr(type(task), "baselines", ()), *default_baselines(task)):
+        solvers.parse_spec(spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Misspelled:
+    """A family whose baselines hold a typo (a class attribute, set per test)."""
+
+    baselines: ClassVar[tuple[str, ...]] = ("least_squares", "lest_squares")
+    d: int = 2
+    n_ctx: int = 4
+    n_query: int = 1
+
+    def sample(self, key, batch_size):
+        x = jax.random.normal(key, (batch_size, self.n_ctx + self.n_query, self.d))
+        return Batch.split(x, x[..., 0], self.n_ctx)
+
+
+@pytest.mark.parametrize("baselines, match", [
+    (("least_squares", "lest_squares"), "task family 'misspelled': baseline 'lest_squares': unknown solver 'lest_squares'"),
+    (("ridge(lam=0.1)", "least_squares(features=sqare)"), "task family 'misspelled': baseline 'least_squares.features=sqare.'.*unknown feature map 'sqare'"),
+])
+def test_a_misspelled_baseline_is_refused_at_registration(baselines, match):
+    cls = type("Misspelled", (_Misspelled,), {"baselines": baselines, "__module__": __name__})
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    with pytest.raises(ValueError, match=match):
+        tasks.register("misspelled")(cls)
+    assert "misspelled" not in tasks.names()
+
+
+def test_baselines_of_families_registered_before_the_solvers_are_checked_when_they_load():
+    """Tasks sit below solvers: a family registered before `icl.solvers` installs its check is
+    checked then; a `default_baselines()` method's result is checked when it is asked for."""
+    saved = list(base._BASELINE_CHECK)
+    base._BASELINE_CHECK.clear()  # as before icl.solvers is imported
+    try:
+        tasks.register("misspelled")(dataclasses.dataclass(frozen=True)(type("M", (_Misspelled,), {"__module__": __name__})))
+        with pytest.raises(ValueError, match="task family 'misspelled': baseline 'lest_squares': unknown solver"):
+            base.install_baseline_check(solvers.check_baselines)
+    finally:
+        base._REGISTRY.pop("misspelled", None)
+        base._BASELINE_CHECK[:] = saved
+    assert base._BASELINE_CHECK == [solvers.check_baselines]
+
+    @dataclasses.dataclass(frozen=True)
+    class Dynamic(_Misspelled):
+        baselines: ClassVar[tuple[str, ...]] = ("least_squares",)
+        family: ClassVar[str] = "dynamic"
+
+        def default_baselines(self):
+            return ("least_squares", "rigde(lam=1)")
+
+    with pytest.raises(ValueError, match="task family 'dynamic': baseline 'rigde.lam=1.': unknown solver 'rigde'"):
+        default_baselines(Dynamic())
 
 
 def test_registry_errors():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from icl import experiments
-from icl import cli, train
+from icl import cli, precision, train
 from icl.config import ExperimentConfig, apply_overrides, override
 
 
@@ -201,11 +201,22 @@ def test_sigterm_checkpoints_and_the_run_resumes(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "JAX_PLATFORMS": "cpu"})
     log = tmp_path / "log.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
-        time.sleep(0.2)
+    deadline = time.monotonic() + 120
+    # the signal goes only after an observable event: evaluations at steps 0, 20 and 40 in the log
+    # (the loop is running, with its signal handler installed); a process that dies or a log that
+    # never grows fails here, with the process's output, instead of signalling blindly
+    while not log.exists() or len(log.read_text().splitlines()) < 3:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"no third log line within 120 s (exit {proc.returncode}): {out[-1500:]}\n{err[-1500:]}")
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"icl train did not stop within 120 s of SIGTERM: {proc.communicate()[1][-2000:]}")
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "stopped by SIGTERM at step" in out
     stopped = int(out.split("stopped by SIGTERM at step ")[1].split(";")[0])
@@ -242,9 +253,10 @@ def test_the_reference_follows_the_task_and_is_logged(tmp_path):
     config = apply_overrides(sine, ["train.steps=20", "train.eval_every=10", "train.ckpt_every=10", "train.eval_tasks=64"])
     summary = train.train(config, tmp_path, progress=False)
     assert summary["reference"]["solver"] == "kernel_ridge" and set(summary["reference"]["hparams"]) == {"bandwidth", "lam"}
-    batch = config.task.sample(train.heldout_key(config, train.HeldOut.EVAL), 64)
-    predict, _ = train.reference_solver(config)
-    want = float(0.5 * np.mean((np.asarray(predict(batch.x_ctx, batch.y_ctx, batch.x_query)) - np.asarray(batch.y_query)) ** 2))
+    with precision.at_dtype(config.train.dtype):  # the run's tasks and hyper-parameters: drawn at its dtype
+        batch = config.task.sample(train.heldout_key(config, train.HeldOut.EVAL), 64)
+        predict, _ = train.reference_solver(config)
+        want = float(0.5 * np.mean((np.asarray(predict(batch.x_ctx, batch.y_ctx, batch.x_query)) - np.asarray(batch.y_query)) ** 2))
     log = train.rundir.read_log(tmp_path)
     assert [r["step"] for r in log] == [0, 10, 20]
     np.testing.assert_allclose([r["ref_loss"] for r in log], [[want] * config.train.n_seeds] * 3, rtol=1e-5)

@@ -7,28 +7,17 @@ first-order term is one GD step with rate eta on L(w) = 1/(2N) sum_i (w . x_i - 
 convention), which is symmetric in the context pairs; the O(alpha^2) terms
 -alpha^2 sum_{j<i} (x_j . x_i) y_j x_i depend on the order, and later examples are overwritten
 less (recency).
+
+The learner is the solver `icl.solvers.online.online_sgd` (registered as "online_sgd", with a mask
+for every-prefix evaluation); this module re-exports it and adds the predictors at a given step.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-
 from icl.compare import Predictor
+from icl.solvers.online import online_sgd  # the learner itself (also the registered solver "online_sgd")
 
-
-def online_sgd(x_ctx: jax.Array, y_ctx: jax.Array, x_query: jax.Array, lr: float) -> jax.Array:
-    """One pass of SGD on 1/2 (w . x_i - y_i)^2 over x_ctx [B, N, d], y_ctx [B, N] in the given
-    order, from w_0 = 0; returns w_N . x_q for x_query [B, M, d]: [B, M]."""
-    b, _, d = x_ctx.shape
-
-    def step(w, xy):  # w [B, d]
-        x, y = xy  # [B, d], [B]
-        residual = jnp.einsum("bd,bd->b", w, x) - y  # [B]
-        return w - lr * residual[:, None] * x, None
-
-    w, _ = jax.lax.scan(step, jnp.zeros((b, d), x_ctx.dtype), (jnp.swapaxes(x_ctx, 0, 1), y_ctx.T))
-    return jnp.einsum("bmd,bd->bm", x_query, w)
+__all__ = ["at_step", "matched_online_sgd", "online_sgd"]
 
 
 def at_step(lr: float) -> Predictor:

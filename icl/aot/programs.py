@@ -186,7 +186,8 @@ def lower_programs(trainer, programs=("train", "eval", "final"), solvers=None) -
     params, opt_state, keys = abstract_state(trainer)
     if "train" in programs:
         start = jax.ShapeDtypeStruct((), jnp.int32, sharding=trainer.replicated)
-        out["train"] = trainer._chunk.lower(params, opt_state, keys, cfg.eval_every, start)  # noqa: SLF001
+        # the program the loop runs: eval_every steps, of which a traced count run (Trainer.train_chunk)
+        out["train"] = trainer._chunk.lower(params, opt_state, keys, cfg.eval_every, start, start)  # noqa: SLF001
     if "eval" in programs:
         reference, _ = train.reference_solver(config)  # its hyper-parameters are constants in the program, as in train()
         out["eval"] = trainer.evaluator(reference).lower(params, abstract_batch(trainer, cfg.eval_tasks, 0))

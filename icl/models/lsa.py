@@ -53,6 +53,7 @@ from flax import nnx
 
 from icl.models.fast import fast_layer_predictions
 from icl.models.gram import gram_layer_predictions, supports_gram
+from icl.models.registry import register
 from icl.tasks.base import Batch, check_inputs, check_positive_int
 
 
@@ -63,9 +64,10 @@ class Frozen(nnx.Variable):
     """A model variable that training never updates (e.g. a construction's w0)."""
 
 
+@register("lsa")
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of an LSA transformer.
+    """Architecture of an LSA transformer (model family "lsa", `icl.models.registry`).
 
     Attributes:
       n_layers: L, the number of attention layers applied.
@@ -140,6 +142,18 @@ class ModelConfig:
             if problems:
                 raise ValueError(f"model: frozen_gd_lr (the GD construction) needs {', '.join(problems)}")
 
+    def build(self, d: int, key: jax.Array | int = 0) -> "LSATransformer":
+        """An LSA transformer for d-dimensional inputs, initialised from `key`."""
+        return LSATransformer(self, d, rngs=nnx.Rngs(params=key))
+
+    def objectives(self) -> tuple[str, ...]:
+        """"query" always; "causal" (`LSATransformer.predict_prefixes`) for the paired layout
+        with trained attention (frozen GD attention divides by the context size N, which a
+        prefix does not have)."""
+        if self.token_layout == "paired" and not self.frozen_gd_lr:
+            return ("query", "causal")
+        return ("query",)
+
     def feature_dim(self, d: int) -> int:
         """F, the width of the input features for inputs of dimension d."""
         return self.embed_dim or d
@@ -189,24 +203,36 @@ class AttentionLayer(nnx.Module):
             self.mlp_in = nnx.Linear(token_dim, width, rngs=rngs)
             self.mlp_out = nnx.Linear(width, token_dim, rngs=rngs)
 
-    def attend(self, tokens: jax.Array, n_ctx: int) -> jax.Array:
-        """The attention update of every token, [B, T, D] -> [B, T, D]."""
+    def attend(self, tokens: jax.Array, n_ctx: int, mask: jax.Array | None = None) -> jax.Array:
+        """The attention update of every token, [B, T, D] -> [B, T, D].
+
+        `mask` [T, N] (bool): token t attends to context token i only where mask[t, i] (the
+        causal objective's; None: every token attends to all N). A row with no context gets 0."""
         h = self.norm(tokens) if self.norm is not None else tokens
         ctx = h[:, :n_ctx]  # [B, N, D]
         q = jnp.einsum("btD,hDk->bhtk", h, self.query[...])  # [B, H, T, k]
         k = jnp.einsum("bnD,hDk->bhnk", ctx, self.key[...])  # [B, H, N, k]
         v = jnp.einsum("bnD,hDk->bhnk", ctx, self.value[...])  # [B, H, N, k]
-        if not self.softmax:
+        if not self.softmax and mask is None:
             memory = jnp.einsum("bhnv,bhnk->bhvk", v, k)  # [B, H, k, k]: sum_i v_i k_i^T
             heads = jnp.einsum("bhvk,bhtk->bhtv", memory, q)  # [B, H, T, k]
+        elif not self.softmax:
+            scores = jnp.einsum("bhtk,bhnk->bhtn", q, k) * mask[None, None]  # [B, H, T, N]: (q_t . k_i) [i visible]
+            heads = jnp.einsum("bhtn,bhnv->bhtv", scores, v)
         else:
             logits = jnp.einsum("bhtk,bhnk->bhtn", q, k) / math.sqrt(q.shape[-1])
-            heads = jnp.einsum("bhtn,bhnv->bhtv", jax.nn.softmax(logits, axis=-1), v)
+            if mask is not None:
+                logits = jnp.where(mask[None, None], logits, jnp.finfo(logits.dtype).min)  # finite: no NaN gradient
+                weights = jnp.where(mask[None, None], jax.nn.softmax(logits, axis=-1), 0.0)  # an empty row: 0, not NaN
+            else:
+                weights = jax.nn.softmax(logits, axis=-1)
+            heads = jnp.einsum("bhtn,bhnv->bhtv", weights, v)
         return jnp.einsum("bhtv,hvD->btD", heads, self.out[...])  # [B, T, D]
 
-    def __call__(self, tokens: jax.Array, n_ctx: int) -> jax.Array:
-        """Tokens [B, T, D] whose first n_ctx are the context (keys and values) -> [B, T, D]."""
-        update = self.attend(tokens, n_ctx)
+    def __call__(self, tokens: jax.Array, n_ctx: int, mask: jax.Array | None = None) -> jax.Array:
+        """Tokens [B, T, D] whose first n_ctx are the context (keys and values) -> [B, T, D];
+        `mask` as in `attend`."""
+        update = self.attend(tokens, n_ctx, mask)
         if self.config.frozen_gd_lr > 0:
             update = update / n_ctx  # the construction's P = (lr / N) [[0, 0], [0, 1]]
         tokens = tokens + update
@@ -323,6 +349,39 @@ class LSATransformer(nnx.Module):
             preds.append(-tokens[:, n_ctx:, -1])
         return jnp.stack(preds)
 
+    def layer_prefix_predictions(self, x: jax.Array, y: jax.Array, n_layers: int | None = None) -> jax.Array:
+        """The causal objective's predictions after each layer, [L, B, T]: position t predicted
+        from the pairs before it.
+
+        x [B, T, d], y [B, T]. Tokens: T context tokens [f(x_i), y_i] and T query tokens
+        [f(x_t), -w0 . f(x_t)]; context token i attends to context tokens j <= i, query token t
+        to context tokens j < t (the first query sees no context: its update is 0). So a
+        prediction never reads y_t or anything after position t. With one layer of the GD
+        construction (`constructions.gd_model(d, n_ctx, lr)`) position t is one GD step on the
+        t - 1 pairs before it at rate lr (t - 1) / n_ctx: the output scale lr / n_ctx is fixed, so
+        the effective step grows with the prefix (docs/math.md, "The causal objective"). The
+        reference token path only (no fast path); the paired layout only (`objectives`)."""
+        if "causal" not in self.config.objectives():
+            raise ValueError("model: predict_prefixes needs token_layout='paired' and trained attention (frozen_gd_lr=0)")
+        x, y, _, _ = check_inputs(x, y, x[:, :1], self.d)
+        t = x.shape[1]
+        n_layers = self.config.n_layers if n_layers is None else n_layers
+        if not self.config.shared and n_layers > len(self.layers):
+            raise ValueError(f"model: has {len(self.layers)} unshared layers, cannot run {n_layers}")
+        tokens = self.tokens(x, y, x)  # [B, 2T, D]: context tokens, then one query per position
+        pos = jnp.arange(t)
+        mask = jnp.concatenate([pos[None, :] <= pos[:, None], pos[None, :] < pos[:, None]])  # [2T, T]
+        preds = []
+        for i in range(n_layers):
+            tokens = self.layers[0 if self.config.shared else i](tokens, t, mask)
+            preds.append(-tokens[:, t:, -1])
+        return jnp.stack(preds)
+
+    def predict_prefixes(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        """x [B, T, d], y [B, T] -> [B, T]: position t predicted from (x_1, y_1, ..., x_{t-1},
+        y_{t-1}, x_t) (`layer_prefix_predictions`' last layer)."""
+        return self.layer_prefix_predictions(x, y)[-1]
+
     def predict(self, x_ctx: jax.Array, y_ctx: jax.Array, x_query: jax.Array) -> jax.Array:
         """The solver interface: x_query [B, M, d] -> [B, M], or [B, d] -> [B]."""
         squeeze = x_query.ndim == 2
@@ -331,11 +390,6 @@ class LSATransformer(nnx.Module):
 
     def __call__(self, batch: Batch) -> jax.Array:
         return self.predict(batch.x_ctx, batch.y_ctx, batch.x_query)
-
-
-def build(config: ModelConfig, d: int, key: jax.Array | int = 0) -> LSATransformer:
-    """An LSA transformer for d-dimensional inputs, initialised from `key`."""
-    return LSATransformer(config, d, rngs=nnx.Rngs(params=key))
 
 
 def predict(model: LSATransformer, batch: Batch) -> jax.Array:

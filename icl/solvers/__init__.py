@@ -8,10 +8,17 @@ experiment configs (`compare_against`) and task families (`baselines`) may use s
 they use names. `prefix_predictions` / `error_curve` evaluate any solver on every prefix of the
 context at once. Every solver runs its matrix products at "highest" precision on every backend
 (`icl.precision`).
+
+Any solver runs on a feature map of the inputs with the spec hyper-parameter `features`,
+`"least_squares(features=square)"`: `solver(phi(X), y, phi(x_q))` (`icl.solvers.features`: the
+named maps, `on_features`, `register_feature`). Loading this package checks the `baselines` of
+every task family (and those registered later, at registration): a name that is no solver, or
+an unknown feature map, is an error naming the family.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -41,7 +48,27 @@ from icl.solvers.linear import (
     ridge_weights,
 )
 from icl.solvers.optimal import gamma_star, gd_direction, optimal_gd_lr, preconditioned_loss
-from icl.solvers.prefix import bootstrap_band, error_curve, prefix_masks, prefix_predictions
+from icl.solvers.online import online_sgd, online_sgd_weights
+from icl.solvers.trees import boosted_trees, greedy_tree, greedy_tree_unbounded
+from icl.solvers import online as _online
+from icl.solvers import features
+from icl.solvers.features import FeatureTask, on_features
+from icl.solvers.features import register as register_feature
+from icl.solvers.prefix import (
+    bootstrap_band,
+    error_curve,
+    prefix_masks,
+    prefix_mode,
+    prefix_predictions,
+    zero_padding_exact,
+)
+from icl.tasks import base as _tasks_base
+
+# Exact on zero-padded contexts (icl/solvers/prefix.py): every prefix in one vmapped program.
+for _fn in (least_squares, ridge, bayes_ridge, newton, preconditioned_gd):
+    zero_padding_exact(_fn)
+for _fn in (gd, gd_plus_plus):
+    zero_padding_exact(_fn, lr_per_example=True)
 
 def _noise(task) -> float:
     return float(getattr(task, "noise_std", 0.0))
@@ -78,6 +105,9 @@ def _const(value):
 #   kernel_ridge         bandwidth = sqrt(d), lam = max(noise_std^2, 1e-3)
 #   knn                  k = 3 (Garg et al. 2022)
 #   dmmse                pool = task.pool, noise_std = task.noise_std
+#   online_sgd           lr = 1 / tr E[x x^T] (normalised LMS; icl/solvers/online.py)
+#   greedy_tree          max_depth = 4 (Garg et al. 2022; the decision_tree family: its depth)
+#   boosted_trees        100 rounds of depth-3 trees, lr 0.1 (icl/solvers/trees.py)
 _REGISTRY = {
     "gd": (gd, {"lr": optimal_gd_lr}),
     "gd_plus_plus": (gd_plus_plus, {"lr": optimal_gd_lr, "gamma": _const(0.0)}),
@@ -94,6 +124,10 @@ _REGISTRY = {
     "averaging": (averaging, {}),
     "mean_label": (mean_label, {}),
     "dmmse": (dmmse, {"pool": _pool, "noise_std": lambda task, _: _noise(task)}),
+    "online_sgd": (online_sgd, {"lr": _online.task_lr}),
+    "greedy_tree": (greedy_tree, {"max_depth": _const(4)}),
+    "greedy_tree_unbounded": (greedy_tree_unbounded, {}),
+    "boosted_trees": (boosted_trees, {"n_trees": _const(100), "max_depth": _const(3), "lr": _const(0.1)}),
 }
 
 
@@ -102,17 +136,49 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str):
-    """The solver function registered as `name`, with a clear error for an unknown name."""
+def get(name: str, features: str | None = None):
+    """The solver function registered as `name`, with a clear error for an unknown name; with
+    `features` (a feature map's name, `icl.solvers.features`), that solver on phi(x):
+    `on_features(features, solver)`."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown solver {name!r}; known solvers: {', '.join(names())}")
-    return _REGISTRY[name][0]
+    fn = _REGISTRY[name][0]
+    return fn if features is None else on_features(features, fn)
+
+
+def register(name: str, fn, defaults: dict | None = None):
+    """Add the solver `fn(x_ctx, y_ctx, x_query, *, mask=None, **hparams)` under `name` from
+    outside this file (your own module, a notebook); `defaults`: {hyper-parameter: default(task,
+    key)}, as in `_REGISTRY`. Register a solver before a task family that lists it. Returns fn."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"solvers.register: the name must be an identifier, got {name!r}")
+    if name in _REGISTRY:
+        raise ValueError(f"solvers.register: solver {name!r} is already registered ({_REGISTRY[name][0]})")
+    if not callable(fn):
+        raise TypeError(f"solvers.register: solver {name!r} must be callable, got {fn!r}")
+    defaults = dict(defaults or {})
+    bad = [hp for hp, default in defaults.items() if not callable(default)]
+    if bad:
+        raise TypeError(f"solvers.register: the defaults of {name!r} must be functions (task, key) -> value; not: {bad}")
+    _REGISTRY[name] = (fn, defaults)
+    return fn
+
+
+def bind(name: str, hparams: dict):
+    """Solver `name` with `hparams` bound (`functools.partial`); a `features` entry picks the
+    feature map instead of being passed on (`get(name, features=...)`)."""
+    rest = {k: v for k, v in hparams.items() if k != "features"}
+    return functools.partial(get(name, features=hparams.get("features")), **rest)
 
 
 def task_defaults(name: str, task, key, given: dict) -> dict:
     """The default hyper-parameters of solver `name` for `task` that `given` leaves open
-    (computed only for those; `key` draws the tasks some defaults are estimated on)."""
+    (computed only for those; `key` draws the tasks some defaults are estimated on). With
+    `given["features"]`, they are computed on the mapped task (`FeatureTask`: the solver sees
+    phi(x), so e.g. GD's optimal lr is that of the features)."""
     get(name)
+    if given.get("features") is not None:
+        task = FeatureTask(task, given["features"])
     return {hp: default(task, key) for hp, default in _REGISTRY[name][1].items() if hp not in given}
 
 
@@ -144,7 +210,23 @@ def parse_spec(spec: str) -> tuple[str, dict]:
         except ValueError:
             value = text
         hparams[key.strip()] = value
+    if "features" in hparams:
+        try:
+            features.get(hparams["features"])
+        except ValueError as error:
+            raise ValueError(f"solver spec {spec!r}: {error}") from None
     return name, hparams
+
+
+def check_baselines(family: str, specs) -> None:
+    """Raise a one-line ValueError naming task family `family` and the spec unless every spec
+    in `specs` (its `baselines`, or what its `default_baselines()` returns) parses as a
+    registered solver (and feature map)."""
+    for spec in specs:
+        try:
+            parse_spec(spec)
+        except ValueError as error:
+            raise ValueError(f"task family {family!r}: baseline {spec!r}: {error}") from None
 
 
 def split_specs(text: str) -> tuple[str, ...]:
@@ -162,7 +244,13 @@ def split_specs(text: str) -> tuple[str, ...]:
     return tuple(s for s in out if s)
 
 
+# Families registered so far are checked now, later ones at registration (tasks sit below solvers).
+_tasks_base.install_baseline_check(check_baselines)
+
 __all__ = [
+    "boosted_trees", "greedy_tree", "greedy_tree_unbounded", "online_sgd", "online_sgd_weights",
+    "FeatureTask", "bind", "check_baselines", "features", "on_features", "prefix_mode", "register",
+    "register_feature", "zero_padding_exact",
     "averaging", "bayes_ridge", "bootstrap_band", "dmmse", "dmmse_posterior", "error_curve", "gamma_star",
     "gd", "gd_direction", "gd_plus_plus", "gd_weights", "get", "kernel_ridge", "knn", "lasso",
     "lasso_weights", "least_squares", "logistic_regression", "logistic_weights", "mean_label", "names",

@@ -15,5 +15,6 @@ from icl.tasks import classification  # noqa: F401
 from icl.tasks import relu_net  # noqa: F401
 from icl.tasks import autoregressive  # noqa: F401
 from icl.tasks import linear_distractors  # noqa: F401
+from icl.tasks import decision_tree  # noqa: F401
 
 __all__ = ["Batch", "Task", "family", "get", "names", "register"]

@@ -18,6 +18,12 @@ A family also names the explicit learners it is compared against, as solver name
                                          task (e.g. the pool of a finite-pool family); used by
                                          `icl.compare.solver_predictor`
 `default_baselines(task)` below is what experiment configs default `compare_against` to.
+
+Baselines are checked against the solver registry: tasks sit below solvers in the import order,
+so `icl.solvers` installs its check (`install_baseline_check`) when it loads, which checks the
+families registered so far; a family registered after that is checked at registration, and
+`default_baselines(task)` checks what a `default_baselines()` method returns. A misspelled name
+is a one-line error naming the family and the name, not an "unknown solver" at training time.
 """
 
 from __future__ import annotations
@@ -84,10 +90,31 @@ class Task(Protocol):
 
 def default_baselines(task) -> tuple[str, ...]:
     """The solver specs `task` is compared against by default: `task.default_baselines()` if its
-    family defines that method, else the family's `baselines` (empty if it declares none)."""
+    family defines that method, else the family's `baselines` (empty if it declares none);
+    checked against the solver registry (`install_baseline_check`)."""
     if hasattr(task, "default_baselines"):
-        return tuple(task.default_baselines())
+        specs = tuple(task.default_baselines())
+        _check_baselines(getattr(task, "family", type(task).__name__), specs)
+        return specs
     return tuple(getattr(task, "baselines", ()))
+
+
+# The check of a family's baseline specs, (family name, specs) -> None or ValueError; installed
+# by icl.solvers when it loads (it cannot be imported from here).
+_BASELINE_CHECK: list[Callable[[str, tuple], None]] = []
+
+
+def install_baseline_check(check: Callable[[str, tuple], None]) -> None:
+    """Check every family's `baselines` with `check(family, specs)` from now on: the families
+    registered so far at once, later ones at registration."""
+    _BASELINE_CHECK[:] = [check]
+    for name, cls in _REGISTRY.items():
+        check(name, tuple(getattr(cls, "baselines", ())))
+
+
+def _check_baselines(family_name: str, specs: tuple) -> None:
+    for check in _BASELINE_CHECK:
+        check(family_name, tuple(specs))
 
 
 def default_reference(task) -> str:
@@ -110,6 +137,7 @@ def register(name: str) -> Callable[[type], type]:
             raise ValueError(f"task family {name!r} is already registered ({_REGISTRY[name]})")
         if not dataclasses.is_dataclass(cls):
             raise TypeError(f"task family {name!r} must be a dataclass, got {cls}")
+        _check_baselines(name, tuple(getattr(cls, "baselines", ())))
         cls.family = name
         cls.sample = _checked_sample(cls.sample, name)
         _REGISTRY[name] = cls

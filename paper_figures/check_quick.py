@@ -1,0 +1,275 @@
+"""Check the headline numbers of every figure's and claim's quick mode (CI, after run_quick.sh).
+
+    python paper_figures/check_quick.py [--out DIR]     # DIR: what run_quick.sh wrote (default paper_figures/quick/)
+
+run_quick.sh only fails when a script crashes; a script that runs to the end with a model that did
+not learn, a solver that is wrong or a metric that is broken passes it. This reads each script's
+numbers file (`<out>/<script>.json`, `common.write_numbers`, mode "quick") and holds each headline
+number inside a band. Every band is set from a quick run on the 2-core CPU (jax 0.10.2, float32,
+the quick configs as of 2026-12-07; the measured value is in `measured`) with room for the runs'
+float32 rounding on another CPU or XLA version (training on the same tasks, so only the reduction
+order differs: a converged run moves by well under 1 %, a plateau escape by a chart interval or
+two), and each says what a broken run would give (`broken`): a band that a broken model passes
+is no check. Most numbers are ratios, to the reference solver's loss on the same tasks or to the
+zero predictor's (loss ratio 1 = predicting 0, what an untrained model of init scale ~0 does).
+
+Exit status 1 when a number is outside its band, a numbers file is missing or not a quick run's,
+or a script (fig*.py, claim*.py) has no checks here: a new script must add its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+
+
+def mean(x) -> float:
+    """The mean over seeds of a `runs.stats` record, a list, or a number."""
+    if isinstance(x, dict):
+        return float(x["mean"])
+    if isinstance(x, list):
+        return sum(map(float, x)) / len(x)
+    return float(x)
+
+
+def curve(x) -> list[float]:
+    """The seed-mean curve of a `runs.stats` record over a grid (or the curve itself)."""
+    return x["mean"] if isinstance(x, dict) else x
+
+
+def seeds(x) -> list[float]:
+    return [float(v) for v in (x["values"] if isinstance(x, dict) else x)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    what: str
+    value: Callable[[dict], float]  # numbers -> the headline number
+    low: float
+    high: float
+    measured: float  # the quick run the band was set from
+    broken: str  # what a broken run gives, outside the band
+    why: str = ""  # the band's reasoning, where not obvious
+
+
+CHECKS: dict[str, list[Check]] = {}
+
+# -- figure 1: one LSA layer vs one GD step (1,000 steps of batch 512, 2 seeds) -------------------
+CHECKS["fig1_one_layer"] = [
+    Check("optimal one-step GD rate eta* (closed form, 65,536 tasks)", lambda n: n["final"]["eta"], 5.95, 6.2, 6.0687,
+          "a wrong solver or task prior moves it (d = N = 10, x ~ U[-0.5, 0.5]: the paper's 6.06)",
+          "deterministic up to float32 sums: the band is the reference code's 6.06 to 6.07 with room"),
+    Check("trained 1-layer loss / one-step GD loss (2,000 tasks, mean of 2 seeds)",
+          lambda n: mean(n["final"]["trained_loss"]) / n["final"]["gd_loss"], 0.98, 1.03, 1.0022,
+          "zero predictor 1.99, the plateau ~1.9, a model halfway off it ~1.1",
+          "the full run reaches 1.002; the quick run is already there (seeds 0.9988 and 1.0058)"),
+    Check("model_cos vs GD (sensitivities' cosine, mean of 2 seeds)", lambda n: mean(n["final"]["model_cos"]), 0.99, 1.0, 0.9979,
+          "untrained ~0.00, the plateau 0.14, a model halfway off it ~0.8 (full run's curve)"),
+]
+
+# -- figure 1, the plateau: 4 seeds x 600 steps of batch 256 --------------------------------------
+CHECKS["fig1_plateau"] = [
+    Check("seeds that leave the plateau (of 4)", lambda n: n["settings"][0]["n_escaped"], 2, 4, 3,
+          "a model that never learns: 0",
+          "seed 0 escapes late at this batch size (full mode: 29/32 escape by step 3,000 at batch 512)"),
+    Check("best seed's final loss / one-step GD loss", lambda n: min(seeds(n["settings"][0]["final_loss"])) / n["settings"][0]["gd_loss"],
+          0.98, 1.10, 1.0404, "zero predictor 1.99, stuck on the plateau 1.79 (seed 0)"),
+    Check("median escape step", lambda n: n["settings"][0]["escape_quantiles"]["50"], 150, 450, 250,
+          "never escaping: no median (null, fails); the full mode's median at batch 512 is 250"),
+]
+
+# -- claim 1: one LSA layer converges to preconditioned GD with Gamma* (2,000 steps of batch 512) --
+CHECKS["claim1_gamma_star"] = [
+    Check("isotropic: ||Gamma - Gamma*|| / ||Gamma*|| (mean of 2 seeds)", lambda n: mean(n["settings"][0]["distances"]["gamma_star"]),
+          0.0, 0.05, 0.0094, "untrained (Gamma ~ 0): 1.0; the analysis' 'converged' threshold is 0.1"),
+    Check("isotropic: trained loss at the training N / closed-form loss of Gamma*",
+          lambda n: mean(n["settings"][0]["loss"]["model_at_train_n"]) / n["settings"][0]["loss"]["closed_form_gamma_star"],
+          0.98, 1.05, 1.0118, "zero predictor 4.2; Gamma* is the optimum, so < 1 only by sampling error (1,000 tasks)"),
+    Check("diagonal (kappa 20): best seed's ||Gamma - Gamma*|| / ||Gamma*||",
+          lambda n: min(seeds(n["settings"][1]["distances"]["gamma_star"])), 0.0, 0.1, 0.0125,
+          "plain GD (best c I): 0.53; untrained: 1.0", "seed 0 is still on its way (0.89); seed 1 has converged"),
+]
+
+# -- claim 2: deeper LSA vs Newton and GD (5 layers, kappa 1 and 50, 600 steps) -------------------
+CHECKS["claim2_deep_newton"] = [
+    Check("kappa 1: 5-layer loss / zero predictor's (mean of 2 seeds)",
+          lambda n: mean(n["by_kappa"][0]["final_table_loss"]) / n["by_kappa"][0]["zero_loss"], 0.0, 0.25, 0.0955,
+          "untrained: 1.0", "seeds 0.136 and 0.055: the quick run is far from converged, the band leaves room"),
+    Check("kappa 1: last layer's loss / first layer's (the stack refines layer by layer)",
+          lambda n: mean(n["by_kappa"][0]["model_loss"][-1]) / mean(n["by_kappa"][0]["model_loss"][0]), 0.0, 0.5, 0.176,
+          "layers that do not compose: ~1"),
+    Check("kappa 50: 5-layer loss / zero predictor's (mean of 2 seeds)",
+          lambda n: mean(n["by_kappa"][1]["final_table_loss"]) / n["by_kappa"][1]["zero_loss"], 0.0, 0.3, 0.145,
+          "untrained: 1.0"),
+]
+
+# -- claim 3: the algorithm with depth and noise (depths 1, 2, 4; 600 steps of batch 256) ---------
+CHECKS["claim3_algorithm_transition"] = [
+    Check("noiseless, depth 4: loss / one GD step's loss (mean of 2 seeds)",
+          lambda n: mean(n["by_noise"]["0"]["models"]["4"]["loss"]) / n["by_noise"]["0"]["algorithm_loss"]["gd1"], 0.75, 1.25, 0.9967,
+          "zero predictor 2.80; depths 1 and 2, still on the plateau at this length, 2.55 and 2.30",
+          "seeds 1.108 and 0.885: the depth-4 stack has just left the plateau"),
+    Check("noisy (sigma 1), depth 4: loss / one GD step's loss (mean of 2 seeds)",
+          lambda n: mean(n["by_noise"]["1"]["models"]["4"]["loss"]) / n["by_noise"]["1"]["algorithm_loss"]["gd1"], 0.8, 1.25, 1.0087,
+          "zero predictor 2.21; depth 1 on the plateau 2.05"),
+]
+
+# -- claim 4: task diversity (softmax and 1-layer LSA, pools of K = 4, 64, inf) -------------------
+CHECKS["claim4_task_diversity"] = [
+    Check("softmax, K = 4, on pool tasks: model MSE / zero predictor's",
+          lambda n: mean(n["by_model"]["softmax"][0]["pool"]["model_mse"]) / n["by_model"]["softmax"][0]["pool"]["zero_mse"],
+          0.04, 0.2, 0.0851, "untrained: 1.0; the pool's Bayes-optimal dMMSE 0.048 is the floor (below it: leakage)"),
+    Check("softmax, K = 4, on fresh tasks: model MSE / zero predictor's (memorised the pool)",
+          lambda n: mean(n["by_model"]["softmax"][0]["fresh"]["model_mse"]) / n["by_model"]["softmax"][0]["fresh"]["zero_mse"],
+          0.85, 1.2, 0.9875, "a model that generalises like ridge: 0.064; a pool that leaks fresh tasks in would do that"),
+    Check("softmax, K = inf, on fresh tasks: model MSE / zero predictor's",
+          lambda n: mean(n["by_model"]["softmax"][2]["fresh"]["model_mse"]) / n["by_model"]["softmax"][2]["fresh"]["zero_mse"],
+          0.064, 0.55, 0.364, "untrained: 1.0; ridge (Bayes-optimal) 0.064 is the floor"),
+]
+
+# -- claim 5: order (1-layer LSA paired tokens vs separate tokens with positions) ----------------
+CHECKS["claim5_order"] = [
+    Check("paired-token LSA: order sensitivity (exactly invariant: float32 rounding)",
+          lambda n: mean(n["models"]["lsa"]["order"]["sensitivity"]), 0.0, 1e-5, 4.1e-8,
+          "an order-dependent model: the separate-token one's 0.24"),
+    Check("separate tokens + positions: order sensitivity",
+          lambda n: mean(n["models"]["separate"]["order"]["sensitivity"]), 0.05, 1.0, 0.239,
+          "a permutation that does nothing (or an order-blind model): ~1e-7"),
+    Check("paired-token LSA: loss / one-step GD loss (mean of 2 seeds)",
+          lambda n: mean(n["models"]["lsa"]["final_loss"]) / n["models"]["lsa"]["gd_loss"], 0.98, 1.05, 1.0035,
+          "zero predictor ~2.0"),
+    Check("paired-token LSA: cosine of its A = W_q W_k^T to the GD construction's (seed 0)",
+          lambda n: n["weights"]["lsa"][0]["cos_A"], 0.98, 1.0, 0.9978, "untrained (random init): ~0"),
+]
+
+# -- figure 4: sine regression with a learned embedding (600 steps of batch 128, 2 seeds) ---------
+CHECKS["fig4_sine"] = [
+    Check("GD on learned features (attention frozen to one GD step): loss / zero predictor's",
+          lambda n: mean(n["gd_on_learned_features_loss"]) / n["zero_loss"], 0.05, 0.4, 0.204,
+          "untrained embedding: ~1 (linear GD on raw x: 0.99)", "seeds 0.218 and 0.190"),
+    Check("trained Transformer: loss / zero predictor's", lambda n: mean(n["trained_tf_loss"]) / n["zero_loss"], 0.3, 0.85, 0.661,
+          "untrained: ~1 (linear GD on raw x: 0.99)", "seeds 0.616 and 0.706: the quick run stops early in training"),
+    Check("RBF kernel ridge, tuned on validation tasks: loss / zero predictor's",
+          lambda n: n["kernel_ridge_tuned"]["loss"] / n["zero_loss"], 0.005, 0.06, 0.0241,
+          "untuned defaults (bandwidth 1, lam 1e-3): 0.079; a broken kernel: ~1"),
+]
+
+# -- figure 2: K layers vs K steps of GD and GD++ (K = 1, 2, 4; 500 steps of batch 256, 2 seeds) --
+# The task is figure 1's (d = N = 10): the zero predictor's loss is ~0.41, 1.99 x one GD step's.
+CHECKS["fig2_depth"] = [
+    Check("2 layers (separate weights): loss / one-step GD loss (mean of 2 seeds)",
+          lambda n: mean(n["trained"]["sep"]["2"]["final"]["loss"]) / n["solvers"]["1"]["gd_loss"], 0.5, 1.1, 0.986,
+          "zero predictor ~1.99, the plateau ~1.85; two GD++ steps (0.54) are the floor of a 2-layer stack here",
+          "seeds 1.020 and 0.952: at 500 steps the 2-layer stacks are just past one GD step"),
+    Check("2 layers (separate weights): model_cos vs 2 steps of GD (mean of 2 seeds)",
+          lambda n: mean(n["trained"]["sep"]["2"]["final"]["model_cos_gd"]), 0.8, 1.0, 0.912,
+          "untrained ~0; a 1-layer seed still on the plateau 0.34"),
+    Check("4 layers (separate weights): loss / one-step GD loss (mean of 2 seeds)",
+          lambda n: mean(n["trained"]["sep"]["4"]["final"]["loss"]) / n["solvers"]["1"]["gd_loss"], 0.5, 1.6, 1.335,
+          "zero predictor ~1.99, the plateau ~1.85", "seeds 1.419 and 1.251: the deep stacks are far from converged at 500 steps"),
+]
+
+# -- figure 6: distractor labels in the context (0, 2, 4 distractors; 1,000 steps of batch 512) ---
+CHECKS["fig6_distractors"] = [
+    Check("no distractors: model loss / one-step GD loss (mean of 2 seeds)",
+          lambda n: mean(n["by_n_distract"][0]["model_loss"]) / n["by_n_distract"][0]["gd_loss"], 0.98, 1.15, 1.049,
+          "zero predictor 2.07", "seeds 1.095 and 1.004"),
+    Check("2 distractors: model loss / one-step GD loss (mean of 2 seeds)",
+          lambda n: mean(n["by_n_distract"][1]["model_loss"]) / n["by_n_distract"][1]["gd_loss"], 0.97, 1.05, 0.9989,
+          "zero predictor 1.64"),
+    Check("4 distractors: model loss / one-step GD loss (mean of 2 seeds)",
+          lambda n: mean(n["by_n_distract"][2]["model_loss"]) / n["by_n_distract"][2]["gd_loss"], 0.97, 1.08, 1.0108,
+          "zero predictor 1.32"),
+    Check("2 distractors: least squares loss / zero predictor's (interpolating the distractors fails)",
+          lambda n: n["by_n_distract"][1]["least_squares_loss"] / n["by_n_distract"][1]["zero_loss"], 10.0, math.inf, 6.13e4,
+          "distractors that are not injected: least squares is exact, ~1e-9"),
+]
+
+# -- figure 5: classic tokens, a softmax layer learns to copy, then linear attention does GD -------
+# (2,000 steps of batch 256, 2 seeds: seed 1 has formed the copy, seed 0 is half way)
+CHECKS["fig5_classic_tokens"] = [
+    Check("copy score of the trained softmax layer (mean of 2 seeds)", lambda n: mean(n["copy_score_trained"]), 0.2, 1.0, 0.396,
+          "untrained: uniform attention over the 10 context positions, 0.100 (copy_score_init)", "seeds 0.198 and 0.594"),
+    Check("best seed: model loss / one-step GD loss", lambda n: min(seeds(n["model_loss"])) / n["gd_loss"], 0.98, 1.2, 1.052,
+          "zero predictor 2.04; seed 0, still forming the copy, 1.74"),
+    Check("best seed: model_cos vs one GD step", lambda n: max(seeds(n["model_cos"])), 0.9, 1.0, 0.985,
+          "untrained ~0; seed 0, still forming the copy, 0.62"),
+]
+
+# -- figure 3: figure 2's shared layers looped past their training depth (K_train = 2, 4; K' <= 12) --
+# loss_vs_lambda[0] is damping 0: the model predicts 0, so it is the zero predictor's loss (0.41).
+CHECKS["fig3_recurrence"] = [
+    Check("K_train 4, looped to K' = 12: damped loss / undamped loss",
+          lambda n: curve(n["trained"]["4"]["damped"])[-1] / curve(n["trained"]["4"]["undamped"])[-1], 0.0, 0.5, 0.125,
+          "damping that does nothing: 1.0"),
+    Check("K_train 4, looped to K' = 12 with damping: loss / zero predictor's",
+          lambda n: curve(n["trained"]["4"]["damped"])[-1] / curve(n["trained"]["4"]["loss_vs_lambda"])[0], 0.0, 0.95, 0.824,
+          "the undamped loop 6.6; a model no better than predicting 0: 1.0",
+          "the quick shared stacks are barely off the plateau (fig2_depth), so the damped loop only just beats 0"),
+    Check("12 GD steps at their own tuned rate: loss / one step's (the solver reference the loop is drawn against)",
+          lambda n: n["gd_best_per_k_prime"][-1] / n["gd_best_per_k_prime"][0], 0.33, 0.45, 0.388,
+          "12 steps at the 4-step fixed rate: 2.41 (gd_fixed); a rate search that returns one step's rate diverges"),
+]
+
+
+def scripts() -> list[str]:
+    """The figure and claim scripts (as run_all.py finds them)."""
+    return sorted(p.stem for p in [*HERE.glob("fig*.py"), *HERE.glob("claim*.py")])
+
+
+def evaluate(check: Check, numbers: dict) -> tuple[float | None, bool, str]:
+    """(value, inside the band, note) of one check; a number that cannot be read fails."""
+    try:
+        value = float(check.value(numbers))
+    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as error:
+        return None, False, f"not readable: {type(error).__name__}: {error}"
+    ok = math.isfinite(value) and check.low <= value <= check.high
+    return value, ok, "" if ok else f"outside [{check.low:g}, {check.high:g}]; a broken run: {check.broken}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=HERE / "quick", help="run_quick.sh's output folder (default paper_figures/quick/)")
+    parser.add_argument("--only", nargs="+", metavar="SCRIPT", help="these scripts (names without .py)")
+    args = parser.parse_args(argv)
+    names = [n for n in scripts() if not args.only or n in args.only]
+    failures = []
+    for name in names:
+        checks = CHECKS.get(name)
+        if not checks:
+            failures.append(f"{name}: no checks in paper_figures/check_quick.py (add its headline numbers)")
+            continue
+        path = args.out / f"{name}.json"
+        try:
+            record: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            failures.append(f"{name}: cannot read {path}: {error}")
+            continue
+        if record.get("mode") != "quick":
+            failures.append(f"{name}: {path} is a {record.get('mode')!r} run, not a quick one")
+            continue
+        for check in checks:
+            value, ok, note = evaluate(check, record["numbers"])
+            shown = "n/a" if value is None else f"{value:.4g}"
+            print(f"{'ok  ' if ok else 'FAIL'} {name}: {check.what} = {shown} "
+                  f"(band [{check.low:g}, {check.high:g}], set from {check.measured:g})")
+            if not ok:
+                failures.append(f"{name}: {check.what} = {shown}: {note}")
+    unknown = sorted(set(CHECKS) - set(scripts()))
+    failures += [f"{name}: checks for a script that does not exist" for name in unknown]
+    if failures:
+        print(f"\ncheck_quick: {len(failures)} failure(s):", *("  " + f for f in failures), sep="\n", file=sys.stderr)
+        return 1
+    print(f"check_quick: {sum(len(CHECKS[n]) for n in names)} headline numbers of {len(names)} scripts inside their bands")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
