@@ -52,7 +52,15 @@ def naming_config(config) -> dict:
             config = _at_default(config, dotted)
     data = config.to_dict()
     data["train"].pop("steps")
+    for section, name, default in ADDED_FIELDS:
+        if data[section].get(name) == default:
+            del data[section][name]
     return data
+
+
+# Fields added after run directories were first named, with the value every older run had: at
+# that value they stay out of the name, so an existing directory keeps its name (and resumes).
+ADDED_FIELDS = (("model", "family", "lsa"), ("train", "objective", "query"))
 
 
 def _at_default(config, dotted: str):

@@ -48,7 +48,9 @@ class Run:
 
 
 def load(run_dir: str | Path, config: ExperimentConfig | None = None, step: int | None = None) -> Run:
-    """The run in `run_dir` at checkpoint `step` (default the latest)."""
+    """The run in `run_dir` at checkpoint `step` (default the latest). A float64 run's parameters
+    are float64 arrays, but the library leaves the process's x64 setting alone: compute with them
+    inside `icl.precision.at_dtype("float64")`, or JAX casts them to float32 on the way in."""
     path = Path(run_dir)
     config, params, step = train.load_params(path, config, step)
     summary_path = path / rundir.SUMMARY

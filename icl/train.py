@@ -101,6 +101,23 @@ class _Interrupts:
             signal.signal(sig, old)
 
 
+@contextlib.contextmanager
+def _deferred_sigint():
+    """Ctrl-C held back for the block (raised as KeyboardInterrupt at its end), in the main thread;
+    elsewhere a no-op (signals reach the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    old = signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if caught:
+        raise KeyboardInterrupt
+
+
 class _Stopped(Exception):
     """The loop stopped on a signal after checkpointing."""
 
@@ -190,7 +207,8 @@ def reference_solver(config: ExperimentConfig, spec: str | None = None):
     return compare.solver_predictor(spec or config.train.reference, config.task, heldout_key(config, HeldOut.GD_LR))
 
 
-MAX_PENDING_SAVES = 8  # states handed to the checkpoint writer and not yet on disk (one being written)
+MAX_PENDING_SAVES = 2  # states handed to the writer and not on disk: one being written, one waiting
+# (every checkpoint step is written, in order; a kill -9 loses at most these two intervals)
 MAX_PENDING_BYTES = 256 << 20  # ... and at most this much state held for it (at least one state)
 TIME_EVERY = 8  # one full chunk in this many is timed alone, for the summary's loop_overhead
 # the writer thread's nice value above the process's: on a CPU its save work (orbax's Python and
@@ -525,7 +543,8 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
     finally:
         bar.close()
         try:
-            saver.close()  # the writes in flight finish (a kill -9 instead leaves the last complete one)
+            with _deferred_sigint():  # a Ctrl-C now must not leave the writer running past the lock
+                saver.close()  # the writes in flight finish (a kill -9 instead leaves the last complete one)
             if saver.error is None:
                 manager.wait_until_finished()
         finally:
@@ -537,12 +556,12 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
     if done < cfg.steps:
         return {"stopped_at": done}
 
+    wall = wall_before + time.perf_counter() - t0  # before any timing below: the run's own time
     steady_s = clock.t_end - clock.t0 if clock.steps else None
     overhead = None
-    if steady_s:
+    if steady_s:  # unclamped: a negative value would say the measurement itself is off
         compute = _compute_s(trainer, evaluate, params, opt_state, keys, eval_batch, done, clock)
-        overhead = round(min(max(1 - compute / steady_s, 0.0), 1.0), 3)
-    wall = wall_before + time.perf_counter() - t0
+        overhead = round(1 - compute / steady_s, 3)
     table = final_table(config, params, config.compare_against, cfg.final_eval_tasks)
     summary = {
         "experiment": config.name,

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from icl import solvers
+from icl import solvers, tasks
 from icl.tasks.base import Batch
 
 ATOL = 1e-10  # float64, same algorithm
@@ -506,3 +506,27 @@ def test_error_curve_and_bootstrap_band():
     half = (curve["high"] - curve["low"]) / 2
     np.testing.assert_allclose(half, 1.96 * errors.std(0) / np.sqrt(len(errors)), rtol=0.2)
     assert curve["mean"][-1] < 0.02 < curve["mean"][0]  # least squares needs d = 3 examples
+
+
+def test_a_wrapper_of_a_declared_solver_is_run_on_truncated_prefixes():
+    """A functools.wraps wrapper copies the zero-padding and feature marks, but it is another
+    function: e.g. least squares on inputs centred by the context mean is not exact on zero-padded
+    contexts, and its per-prefix predictions must equal the wrapper run on each truncated context."""
+    import functools
+
+    from icl.solvers.prefix import prefix_mode
+
+    @functools.wraps(solvers.least_squares)
+    def centred(x_ctx, y_ctx, x_query):
+        mean = x_ctx.mean(axis=1, keepdims=True)
+        return solvers.least_squares(x_ctx - mean, y_ctx, x_query - mean)
+
+    assert prefix_mode(solvers.least_squares) == "zeros" and prefix_mode(centred) == "truncate"
+    batch = tasks.get("linear", d=3, n_ctx=6, n_query=2).sample(jax.random.key(11), 4)
+    got = solvers.prefix_predictions(centred, batch.x_ctx, batch.y_ctx, batch.x_query)
+    for n in range(1, 7):
+        np.testing.assert_allclose(got[:, n - 1], centred(batch.x_ctx[:, :n], batch.y_ctx[:, :n], batch.x_query),
+                                   rtol=1e-12, atol=1e-12)
+    wrapped_features = functools.wraps(solvers.features.on_features("square", solvers.least_squares))(
+        lambda x_ctx, y_ctx, x_query: solvers.least_squares(x_ctx, y_ctx, x_query))
+    assert getattr(wrapped_features, "features_declared_for", None) is not wrapped_features

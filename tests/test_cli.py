@@ -67,3 +67,17 @@ def test_compare_help_says_its_default(capsys):
         cli.main(["compare", "--help"])
     assert stop.value.code == 0
     assert "default: the run's compare_against" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_default_run_directory_keeps_its_name_across_added_fields():
+    """Fields added since run directories were first named (model.family, train.objective) stay
+    out of the name at the value older runs had, so `icl train` still finds (and resumes) the
+    directory an older version made: runs/paper_1layer-5184ca67 (the name before the model
+    registry). A non-default value of an added field does name the directory."""
+    from icl import experiments
+    from icl.config import apply_overrides
+
+    config = experiments.get("paper_1layer")
+    assert str(cli.default_run_dir(config)) == "runs/paper_1layer-5184ca67"
+    assert cli.default_run_dir(apply_overrides(config, ["train.objective=causal"])) != cli.default_run_dir(config)
+    assert cli.default_run_dir(apply_overrides(config, ["model=gpt2"])) != cli.default_run_dir(config)

@@ -109,6 +109,7 @@ def on_features(feature: str | Callable, solver: Callable) -> Callable:
     predict.__doc__ = f"{predict.__name__}: {getattr(solver, '__name__', 'solver')} on the features {name}(x)."
     predict.feature_map = phi
     predict.solver = solver
+    predict.features_declared_for = predict  # a functools.wraps copy of these is another function
     return predict
 
 

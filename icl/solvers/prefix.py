@@ -58,7 +58,7 @@ def zero_padding_exact(fn: Callable, lr_per_example: bool = False) -> Callable:
     the absent ones are zeroed (x_i = 0, y_i = 0), so `prefix_predictions` may evaluate every
     prefix in one vmapped program. `lr_per_example`: its `lr` multiplies a mean over the N
     examples (GD's 1/N), so a prefix of n examples gets lr * N / n. Returns fn (marked)."""
-    fn.prefix_padding = "zeros_lr" if lr_per_example else "zeros"
+    fn.prefix_padding = ("zeros_lr" if lr_per_example else "zeros", fn)  # (mode, whom it was declared for)
     return fn
 
 
@@ -67,7 +67,9 @@ def prefix_mode(fn: Callable) -> str:
     "zeros" / "zeros_lr" if declared by `zero_padding_exact`, else "truncate"."""
     if _accepts_mask(fn):
         return "mask"
-    return getattr(fn, "prefix_padding", "truncate")
+    mode, declared_for = getattr(fn, "prefix_padding", ("truncate", fn))
+    # a wrapper made with functools.wraps copies the mark but is another function: it is truncated
+    return mode if declared_for is fn else "truncate"
 
 
 def prefix_masks(n_ctx: int, dtype=jnp.float32) -> jax.Array:
@@ -93,7 +95,7 @@ def prefix_predictions(solver: str | Callable, x_ctx, y_ctx, x_query, **hparams)
     while True:  # see through what binds hyper-parameters or maps features, to the solver's own mode
         if isinstance(fn, functools.partial) and not fn.args:  # e.g. compare.solver_predictor's
             fn, hparams = fn.func, {**fn.keywords, **hparams}
-        elif hasattr(fn, "feature_map") and hasattr(fn, "solver"):  # a solver on features: map, then its solver
+        elif getattr(fn, "features_declared_for", None) is fn:  # a solver on features: map, then its solver
             x_ctx, x_query, fn = fn.feature_map(x_ctx), fn.feature_map(x_query), fn.solver
         else:
             break
