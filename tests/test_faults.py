@@ -10,7 +10,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,28 +17,9 @@ import jax
 import numpy as np
 import pytest
 
+from processes import DEADLINE_S, finish, start
+
 from icl import train
-
-# tiny, float64, a checkpoint at every evaluation: many chances to hit a save.
-ARGS = ["tiny", "--no-progress", "--set", "train.dtype=float64", "--set", "train.steps=120",
-        "--set", "train.eval_every=5", "--set", "train.ckpt_every=5", "--set", "train.eval_tasks=64"]
-DEADLINE_S = 120
-
-
-def start(out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "icl", "train", "--out", str(out), *ARGS, *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
-
-
-def finish(proc: subprocess.Popen) -> tuple[int, str]:
-    """Wait for the process within the deadline (a hang fails the test) and return (code, output)."""
-    try:
-        out, _ = proc.communicate(timeout=DEADLINE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"icl train hung for {DEADLINE_S} s: {proc.communicate()[0][-2000:]}")
-    return proc.returncode, out
 
 
 def run(out: Path, *extra: str) -> tuple[int, str]:

@@ -8,8 +8,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,29 +15,14 @@ import jax
 import numpy as np
 import pytest
 
+from processes import DEADLINE_S, finish, start
+
 from icl import experiments, precision, train
 from icl.config import apply_overrides
 
-# tiny, float64, a checkpoint at every evaluation (5 steps, ~ms each): the writer is always busy,
-# the loop runs ahead of it, and a kill lands among saves in flight.
-ARGS = ["tiny", "--no-progress", "--set", "train.dtype=float64", "--set", "train.steps=150",
-        "--set", "train.eval_every=5", "--set", "train.ckpt_every=5", "--set", "train.eval_tasks=64"]
-DEADLINE_S = 120
-
-
-def start(out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "icl", "train", "--out", str(out), *ARGS, *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
-
-
-def finish(proc: subprocess.Popen) -> tuple[int, str]:
-    try:
-        out, _ = proc.communicate(timeout=DEADLINE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"icl train hung for {DEADLINE_S} s: {proc.communicate()[0][-2000:]}")
-    return proc.returncode, out
+# processes.ARGS (tiny, float64, a checkpoint at every evaluation: the writer is always busy, the
+# loop runs ahead of it), 150 steps: a kill lands among saves in flight
+STEPS = ("--set", "train.steps=150")
 
 
 def checkpoints(run_dir: Path) -> list[str]:
@@ -65,7 +48,7 @@ def without_wall(record: dict) -> dict:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("loop_reference") / "run"
-    code, text = finish(start(out))
+    code, text = finish(start(out, *STEPS))
     assert code == 0, text
     return out
 
@@ -76,7 +59,7 @@ def test_kill_during_async_saves_leaves_a_complete_latest_checkpoint(reference, 
     and the resumed run ends bit-identical to the uninterrupted one, with its log."""
     out, rng, kills = tmp_path / "run", random.Random(26), 0
     for _ in range(3):
-        proc = start(out)
+        proc = start(out, *STEPS)
         end = time.monotonic() + DEADLINE_S
         first = latest(out)
         while latest(out) < first + 10 and proc.poll() is None and time.monotonic() < end:
@@ -95,7 +78,7 @@ def test_kill_during_async_saves_leaves_a_complete_latest_checkpoint(reference, 
         logged = [r["step"] for r in evaluations(out)]
         assert step in logged  # its record reached the log before the checkpoint did
     assert kills >= 1
-    code, text = finish(start(out))
+    code, text = finish(start(out, *STEPS))
     assert code == 0, text
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, train.load_params(out)[1]),
                  jax.tree.map(np.asarray, train.load_params(reference)[1]))
