@@ -8,9 +8,8 @@ from icl.models.gpt2 import GPT2, GPT2Config
 from icl.models.lsa import AttentionLayer, Frozen, LSATransformer, ModelConfig, predict
 from icl.models.registry import OBJECTIVES, build, check_objective, family, family_of, get, names, register
 
-LSAConfig = ModelConfig  # the "lsa" family's config under the name the other families' follow
 
 __all__ = [
-    "AttentionLayer", "Frozen", "GPT2", "GPT2Config", "LSAConfig", "LSATransformer", "ModelConfig", "OBJECTIVES", "build",
+    "AttentionLayer", "Frozen", "GPT2", "GPT2Config", "LSATransformer", "ModelConfig", "OBJECTIVES", "build",
     "check_objective", "family", "family_of", "get", "names", "predict", "register",
 ]
