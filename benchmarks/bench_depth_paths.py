@@ -34,8 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from icl import experiments
-from icl import train
+from icl import experiments, train
 from icl.config import apply_overrides
 from icl.models import gram
 
@@ -92,7 +91,7 @@ def forward_qkv(p, batch, n_layers, shared):
     n = ctx.shape[1]
     e = jnp.concatenate([ctx, queries], 1)  # [B, T, D]
     for i in range(n_layers):
-        w = jax.tree.map(lambda a: a[0 if shared else i], p)
+        w = jax.tree.map(lambda a, i=i: a[0 if shared else i], p)
         src = e if i + 1 < n_layers else e[:, n:]
         q = jnp.einsum("btD,hDk->bhtk", src, w["q"])
         k = jnp.einsum("bnD,hDk->bhnk", e[:, :n], w["k"])
@@ -142,7 +141,7 @@ def variant_chunk(config, forward, n_steps: int):
 
     model = train.init_params(config, 0)["layers"]
     p = {n: jnp.stack([model[i][n] for i in sorted(model)]) for n in ("query", "key", "value", "out")}
-    p = dict(zip("qkvo", p.values()))  # [S, H, D, k]
+    p = dict(zip("qkvo", p.values(), strict=True))  # [S, H, D, k]
     return jax.jit(chunk), (p, optimizer.init(p), train.data_keys(config)[0], jnp.int32(0))
 
 
@@ -178,7 +177,7 @@ def interleaved(fns: dict, n_steps: int, rounds: int) -> dict:
             wall[name].append(n_steps / (time.perf_counter() - t0))
             cpu[name].append(1e3 * (time.process_time() - c0) / n_steps)
     first = next(iter(wall))
-    ratio = lambda r, base: round(statistics.median([x / y for x, y in zip(r, base)]), 3)  # noqa: E731
+    ratio = lambda r, base: round(statistics.median([x / y for x, y in zip(r, base, strict=True)]), 3)
     return {
         name: {"steps_per_s": round(statistics.median(wall[name]), 1), "wall_ratio": ratio(wall[name], wall[first]),
                "cpu_ms_per_step": round(statistics.median(cpu[name]), 2), "cpu_speedup": ratio(cpu[first], cpu[name])}

@@ -46,15 +46,15 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from icl import experiments
 from icl.aot import resolve
-
 from icl.trainer import Trainer
 
 
@@ -128,9 +128,9 @@ class Official:
         if not hasattr(jnp, "DeviceArray"):
             jnp.DeviceArray = jax.Array  # the one-line fix for today's JAX (its annotations use it)
         try:
-            import haiku  # noqa: F401, PLC0415
-            from src import data, train  # noqa: PLC0415
-            from src.config import config  # noqa: PLC0415
+            import haiku  # noqa: F401  the official code's dependency: fail here, with the hint
+            from src import data, train
+            from src.config import config
         except ImportError as error:
             raise SystemExit(f"bench_figures: cannot import the official code from {src_dir}: {error}. It needs "
                              "dm-haiku, ml_collections and pytz (see this file's docstring; --official-path adds "

@@ -13,7 +13,6 @@ analysis of one step; the machine's rate from a large float32 matmul.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import resource
@@ -22,13 +21,11 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from icl import experiments
-from icl import solvers, train
-from icl.tasks import rng
+from icl import experiments, solvers, train
 from icl.config import apply_overrides
+from icl.tasks import rng
 
 
 def best_rate(fn, *args, n_items: int, repeats: int) -> tuple[float, float]:
@@ -73,7 +70,7 @@ def minimal_chunk(config, n_steps: int):
         queries = jnp.concatenate([batch.x_query, jnp.zeros_like(batch.y_query)[..., None]], -1)
         gram = jnp.einsum("bnd,bne->bde", ctx, ctx)
         for layer in range(n_layers):
-            w = jax.tree.map(lambda a: a[0 if shared else layer], p)
+            w = jax.tree.map(lambda a, layer=layer: a[0 if shared else layer], p)
             a, b = w["q"] @ w["k"].T, w["v"] @ w["o"]  # [D, D]
             if layer < n_layers - 1:
                 m = jnp.eye(a.shape[0]) + jnp.einsum("de,bef,fg->bdg", a, gram, b)
@@ -100,7 +97,7 @@ def minimal_chunk(config, n_steps: int):
 
     d_tok = task.d + 1
     n_sets = 1 if shared else n_layers
-    init = lambda key: {n: 0.02 * jax.random.normal(jax.random.fold_in(key, i), (n_sets, d_tok, d_tok)) for i, n in enumerate("qkvo")}  # noqa: E731
+    init = lambda key: {n: 0.02 * jax.random.normal(jax.random.fold_in(key, i), (n_sets, d_tok, d_tok)) for i, n in enumerate("qkvo")}
     seeds = jax.random.split(jax.random.key(0), cfg.n_seeds)
     params = jax.vmap(init)(seeds)
     return jax.jit(chunk), (params, jax.vmap(optimizer.init)(params), train.data_keys(config), jnp.int32(0))

@@ -120,7 +120,8 @@ def main() -> int:
     if (default_dir / "summary.json").exists():
         summary = json.loads((default_dir / "summary.json").read_text())
         step["summary"] = {k: summary[k] for k in ("model", "zero_loss", "wall_s", "train_steps_per_s", "devices")}
-        step["summary"]["solvers"] = {name: {"loss": row["loss"], "model_cos": row["model_cos"]} for name, row in summary["solvers"].items()}
+        step["summary"]["solvers"] = {name: {"loss": row["loss"], "model_cos": row["model_cos"]}
+                                      for name, row in summary["solvers"].items()}
     record("default_job", step)
 
     tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PRECISION_TESTS]

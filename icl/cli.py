@@ -26,9 +26,8 @@ from icl.checks import first_line
 
 
 def _experiment(name: str | None, assignments, quick: bool = False):
-    from icl import experiments  # noqa: PLC0415
-
-    from icl.config import apply_overrides  # noqa: PLC0415
+    from icl import experiments
+    from icl.config import apply_overrides
 
     config = experiments.get(name or experiments.DEFAULT, mode="quick" if quick else "full")
     return apply_overrides(config, assignments)
@@ -38,7 +37,7 @@ def default_run_dir(config) -> Path:
     """runs/<experiment>-<hash of the config without the fields a finished run may change>
     (`rundir.naming_config`: no train.steps, compare_against and train.final_eval_tasks at their
     defaults): the same command resumes, also with more steps or another table."""
-    from icl import rundir  # noqa: PLC0415
+    from icl import rundir
 
     data = rundir.naming_config(config)
     digest = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
@@ -68,11 +67,11 @@ def format_table(summary: dict) -> str:
 
 
 def cmd_train(args) -> int:
-    from icl import distributed, plots, train  # noqa: PLC0415
+    from icl import distributed, plots, train
 
     if args.distributed or os.environ.get("ICL_DISTRIBUTED") == "1":
         distributed.initialize()  # JAX_COORDINATOR_ADDRESS / _NUM_PROCESSES / _PROCESS_ID, SLURM, TPU pod
-    say = print if distributed.is_main() else (lambda *a, **k: None)  # noqa: E731  one process prints
+    say = print if distributed.is_main() else (lambda *a, **k: None)  # one process prints
     config = _experiment(args.experiment, args.set, args.quick)
     run_dir = Path(args.out) if args.out else default_run_dir(config)
     say(f"experiment {config.name} -> {run_dir}")
@@ -95,16 +94,17 @@ def cmd_train(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from icl import train  # noqa: PLC0415
+    from icl import precision, pretrained, solvers, train
 
-    from icl import precision, solvers  # noqa: PLC0415
-
-    config, params, step = train.load_params(args.run_dir)
+    config, params, step = train.load_params(pretrained.resolve(args.run_dir))
     against = solvers.split_specs(args.against) if args.against else config.compare_against  # default: the run's own
     with precision.at_dtype(config.train.dtype):  # a float64 run is compared in float64
+        train.check_solvers(config, against, field="--against")  # a bad spec: one line, as `icl train` says it
         table = train.final_table(config, params, against, args.tasks)
     table["step"] = step
-    out = Path(args.run_dir) / "compare.json"
+    out_dir = pretrained.output_dir(args.run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / "compare.json"
     out.write_text(json.dumps(table, indent=2))
     print(f"{args.run_dir} at step {step}")
     print(format_table(table))
@@ -113,17 +113,17 @@ def cmd_compare(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from icl import plots  # noqa: PLC0415
+    from icl import plots, pretrained
 
-    print(f"wrote {plots.plot_run(args.run_dir)}")
+    out_dir = pretrained.output_dir(args.run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"wrote {plots.plot_run(pretrained.resolve(args.run_dir), out_dir / 'figure.png')}")
     return 0
 
 
 def cmd_list(_args) -> int:
-    from icl import experiments  # noqa: PLC0415
-
-    from icl import models, solvers, tasks  # noqa: PLC0415
-    from icl.tasks.base import default_baselines  # noqa: PLC0415
+    from icl import experiments, models, solvers, tasks
+    from icl.tasks.base import default_baselines
 
     print("experiments (icl train NAME [--quick]), by study:")
     for study, names in experiments.studies().items():
@@ -148,7 +148,7 @@ def cmd_list(_args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from icl.verify import construction_errors  # noqa: PLC0415
+    from icl.verify import construction_errors, family_construction_errors
 
     rows = construction_errors(max_layers=args.layers)
     print(f"LSA constructions vs explicit solvers, float64, 1,000 tasks (d=10, N=10, lr={rows[0]['lr']:.4f})")
@@ -159,8 +159,13 @@ def cmd_verify(args) -> int:
           f"max|causal model - GD| = {rows[0]['causal_gd_max_abs_err']:.2e}")
     print("causal, K layers vs causal_prefix_gd (icl.verify; not K GD steps per prefix for K > 1):  "
           + "  ".join(f"K={r['layers']} {r['causal_max_abs_err']:.2e}" for r in rows))
+    families = family_construction_errors()
+    print("recurrent families, float64, every prefix of [context, query] (T = 11), construction vs learner:")
+    for name, err in families.items():
+        print(f"  {name.removesuffix('_max_abs_err').replace('_', ' '):<48}{err:.2e}")
     worst = max(max(r["gd_max_abs_err"], r["gd_plus_plus_max_abs_err"], r["causal_max_abs_err"],
                     r.get("causal_gd_max_abs_err", 0.0)) for r in rows)
+    worst = max([worst, *families.values()])
     print("OK: equal to float64 precision" if worst <= 1e-10 else "FAILED: constructions differ from the solvers")
     return 0 if worst <= 1e-10 else 1
 
@@ -180,12 +185,14 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train an experiment (default: paper_1layer) and compare it with GD")
     t.add_argument("experiment", nargs="?", help="experiment name (see `icl list`)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.n_layers=2, train.steps=1000, task=sine")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override, e.g. model.n_layers=2, train.steps=1000, task=sine")
     t.add_argument("--quick", action="store_true", help="the experiment's quick profile (minutes on a 2-core CPU)")
     t.add_argument("--out", help="run directory (default runs/<experiment>-<config hash>)")
     t.add_argument("--until-step", type=_positive_int, help="stop at this step with a checkpoint (resume later)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
-    t.add_argument("--distributed", action="store_true", help="multi-host: call jax.distributed.initialize() first (or set ICL_DISTRIBUTED=1)")
+    t.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize() first (or set ICL_DISTRIBUTED=1)")
     t.set_defaults(func=cmd_train)
     c = sub.add_parser("compare", help="compare a trained run with solvers on held-out tasks")
     c.add_argument("run_dir")
@@ -198,7 +205,7 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir")
     pl.set_defaults(func=cmd_plot)
     sub.add_parser("list", help="experiments, task families and solvers").set_defaults(func=cmd_list)
-    from icl import aot  # noqa: PLC0415  (imports only the standard library at module level)
+    from icl import aot  # imports only the standard library at module level
 
     aot.add_parser(sub)
     v = sub.add_parser("verify", help="check the GD / GD++ constructions against the solvers in float64")
@@ -250,7 +257,7 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as error:  # noqa: BLE001  XLA's out-of-memory is a RuntimeError subclass
+    except Exception as error:  # XLA's out-of-memory is a RuntimeError subclass
         if "RESOURCE_EXHAUSTED" not in str(error):
             raise
         print(f"error: out of device memory ({first_line(error)[:200]}); lower train.batch_size, train.eval_tasks "

@@ -14,7 +14,7 @@ of predictions with respect to x_query is the per-query sensitivity.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -117,6 +117,6 @@ def layer_predictors(model, n_layers: int | None = None) -> list[Predictor]:
     """One predictor per layer of `model`: the read-out after layer l (for layer-vs-GD-step plots)."""
     n = model.config.n_layers if n_layers is None else n_layers
     return [
-        (lambda l: lambda xc, yc, xq: model.layer_predictions(xc, yc, xq, n_layers=n)[l])(layer)
+        (lambda i: lambda xc, yc, xq: model.layer_predictions(xc, yc, xq, n_layers=n)[i])(layer)
         for layer in range(n)
     ]

@@ -14,13 +14,12 @@ import re
 import typing
 from typing import Any
 
-from icl import tasks
+from icl import models, tasks
 from icl.checks import check_int
-from icl.tasks.base import check_positive_int, default_baselines, default_reference
-from icl.tasks.rng import SAMPLERS
-from icl import models
 from icl.models import ModelConfig
 from icl.precision import PRECISIONS
+from icl.tasks.base import check_positive_int, default_baselines, default_reference
+from icl.tasks.rng import SAMPLERS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +160,7 @@ class ExperimentConfig:
             raise ValueError(f"config: task must be a registered task family, got {self.task!r}")
         models.family_of(self.model)
         models.check_objective(self.model, self.train.objective)
-        from icl import solvers  # noqa: PLC0415  (solvers import nothing from here)
+        from icl import solvers  # solvers import nothing from here
 
         if self.compare_against is None:
             object.__setattr__(self, "compare_against", default_baselines(self.task))
@@ -184,7 +183,7 @@ class ExperimentConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ExperimentConfig":
+    def from_dict(cls, data: dict) -> ExperimentConfig:
         data = upgrade_saved(data)
         task_params = dict(data.pop("task"))
         family = task_params.pop("family")
@@ -268,7 +267,7 @@ def _parse_assignment(config: ExperimentConfig, assignment: str) -> tuple[str, s
     if key == "name":
         return key, "", text
     if key == "compare_against":
-        from icl import solvers  # noqa: PLC0415
+        from icl import solvers
 
         return key, "", solvers.split_specs(text)
     sections = ("task", "model", "optim", "train")

@@ -71,7 +71,7 @@ class Curriculum:
                 raise ValueError(f"{_OWNER}: {name}_start {start} must be <= {name}_end {end}")
 
     @classmethod
-    def garg(cls, d: int, points_end: int, every: int = 2000) -> "Curriculum":
+    def garg(cls, d: int, points_end: int, every: int = 2000) -> Curriculum:
         """Garg et al.'s curriculum for inputs of dimension d and sequences of points_end pairs:
         dims min(5, d) -> d, +1; points k * dims + 1 throughout, k = (points_end - 1) / d (so
         points_end = 41 at d = 20 gives 11 -> 41, +2; points_end = 101 gives 26 -> 101, +5)."""

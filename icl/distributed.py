@@ -84,7 +84,7 @@ def is_main() -> bool:
 def to_host(tree):
     """NumPy copies of a tree of arrays; an array spread over several processes' devices is
     gathered first (every process gets the whole array)."""
-    from jax.experimental import multihost_utils  # noqa: PLC0415
+    from jax.experimental import multihost_utils
 
     def fetch(x):
         if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:

@@ -37,10 +37,10 @@ def band(ax, x, values, label=None, **kw):
 
 def pyplot():
     """matplotlib.pyplot with the Agg backend (no display needed)."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     return plt
 
@@ -66,7 +66,8 @@ def plot_run(run_dir: str | Path, path: str | Path | None = None) -> Path:
     ax.set(xlabel="training step", ylabel="held-out loss 0.5 (y_hat - y)^2", title="loss", ylim=(0, None))
     ax.legend()
     band(axes[1], steps, [r["model_cos"] for r in log], f"model_cos vs {ref}", color="C2")
-    axes[1].set(xlabel="training step", ylabel="cosine of d y_hat / d x_q", title="sensitivity alignment with the reference", ylim=(-0.05, 1.05))
+    axes[1].set(xlabel="training step", ylabel="cosine of d y_hat / d x_q", title="sensitivity alignment with the reference",
+                ylim=(-0.05, 1.05))
     band(axes[2], steps, [r["model_diff"] for r in log], "model_diff", color="C3")
     band(axes[2], steps, [r["preds_diff"] for r in log], "preds_diff", color="C4")
     axes[2].set(xlabel="training step", yscale="log", title=f"difference to {ref}")

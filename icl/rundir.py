@@ -97,27 +97,25 @@ def write_atomic(path: Path, text: str) -> None:
 @contextmanager
 def lock(run_dir: Path):
     """Hold the run directory's lock (an flock, released by the OS if the process dies)."""
-    handle = open(run_dir / LOCK, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        if error.errno not in (errno.EAGAIN, errno.EACCES):
-            raise
-        raise RunDirectoryBusy(
-            f"{run_dir} is in use: {holder} is training in it. Wait for it to finish, or use another --out."
-        ) from None
-    try:
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
-        handle.flush()
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+    with open(run_dir / LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise RunDirectoryBusy(
+                f"{run_dir} is in use: {holder} is training in it. Wait for it to finish, or use another --out."
+            ) from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # -- the config ---------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class TrainingDiverged(RuntimeError):
 
 # -- the loop -----------------------------------------------------------------------------------
 def _versions() -> dict:
-    import flax  # noqa: PLC0415
+    import flax
 
     return {"python": platform.python_version(), "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__}
 
@@ -189,16 +189,19 @@ def train(
         return _train_locked(config, run_dir, until_step, progress, echo, main_process)
 
 
-def check_solvers(config: ExperimentConfig) -> None:
+def check_solvers(config: ExperimentConfig, against=None, field: str = "compare_against") -> None:
     """Build every `compare_against` solver and the reference for the task and trace them on two
-    tasks (no compute), so that a bad spec fails before training instead of after it."""
+    tasks (no compute), so that a bad spec fails before training instead of after it; with
+    `against`, those specs instead, named `field` in the error (`icl compare --against`)."""
     batch = jax.eval_shape(lambda: config.task.sample(jax.random.key(0), 2))
-    for field, spec in [*(("compare_against", s) for s in config.compare_against), ("train.reference", config.train.reference)]:
+    specs = [(field, s) for s in config.compare_against] + [("train.reference", config.train.reference)] \
+        if against is None else [(field, s) for s in against]
+    for label, spec in specs:
         try:
             predict, _ = reference_solver(config, spec)
             jax.eval_shape(predict, batch.x_ctx, batch.y_ctx, batch.x_query)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{field}: {spec!r} does not work on the {config.task.family} task: {first_line(error)}") from None
+            raise ValueError(f"{label}: {spec!r} does not work on the {config.task.family} task: {first_line(error)}") from None
 
 
 def reference_solver(config: ExperimentConfig, spec: str | None = None):
@@ -277,7 +280,7 @@ class _Saver:
                         self.error = (step, error)
                         try:  # orbax's own thread of the same save may hold its error too: consume it
                             self.manager.wait_until_finished()
-                        except BaseException:  # noqa: BLE001, S110  the same failure, reported once
+                        except BaseException:  # noqa: BLE001  the same failure, reported once
                             pass
                 with self.cond:
                     self.queue.pop(0)
@@ -468,7 +471,8 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
             raise TrainingDiverged(
                 f"training diverged: non-finite {bad[0]} within steps {chunk.start}-{chunk.end} "
                 f"(seed {seeds_of(config)[bad[1]]}); "
-                + (f"last good checkpoint is step {good} in {run_dir / 'checkpoints'}. " if good is not None else "no checkpoint was written. ")
+                + (f"last good checkpoint is step {good} in {run_dir / 'checkpoints'}. " if good is not None
+                   else "no checkpoint was written. ")
                 + "Try a lower optim.lr, optim.grad_clip or model.clip_activations."
             )
         params, opt_state, done = chunk.params, chunk.opt_state, chunk.end
@@ -550,7 +554,7 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
         finally:
             try:
                 manager.close()  # also after a failed save: no orbax thread outlives the run
-            except Exception:  # noqa: BLE001
+            except Exception:
                 if saver.error is None:
                     raise  # after a failed write, the write's own error (raised above) is the report
     if done < cfg.steps:
@@ -624,7 +628,7 @@ def _load_params(run_dir: Path, config: ExperimentConfig, step: int | None) -> t
 
 
 def _progress(enabled: bool, start: int, end: int):
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from tqdm.auto import tqdm
 
     return tqdm(total=end, initial=start, disable=not enabled, unit="step", dynamic_ncols=True, mininterval=0.5)
 

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from icl import compare, models, solvers
+from icl import compare, models
 from icl.config import ExperimentConfig, OptimConfig
 from icl.distributed import to_host
 from icl.precision import highest, traced_at
@@ -263,8 +263,8 @@ def _grouped(step_group, group: int):
     """step_group over [S] state as S/g groups of g seeds run one after another (lax.map)."""
 
     def step_all(params, opt_state, keys, step):
-        split = lambda t: t.reshape((-1, group) + t.shape[1:])  # noqa: E731  [S, ...] -> [S/g, g, ...]
-        merge = lambda t: t.reshape((-1,) + t.shape[2:])  # noqa: E731
+        split = lambda t: t.reshape((-1, group) + t.shape[1:])  # [S, ...] -> [S/g, g, ...]
+        merge = lambda t: t.reshape((-1,) + t.shape[2:])
         state = jax.tree.map(split, (params, opt_state, keys))
         params, opt_state, loss = jax.lax.map(lambda s: step_group(*s, step), state)
         return jax.tree.map(merge, params), jax.tree.map(merge, opt_state), merge(loss)
@@ -286,7 +286,8 @@ def final_table(config: ExperimentConfig, params: dict, against, n_tasks: int) -
     out["solvers"] = {}
     for name in against:
         predict, hparams = compare.solver_predictor(name, config.task, heldout_key(config, HeldOut.GD_LR))
-        metrics = jax.jit(highest(jax.vmap(lambda p, b: compare.compare(spec.predictor(p), predict, b), in_axes=(0, None))))
+        per_seed = lambda p, b, predict=predict: compare.compare(spec.predictor(p), predict, b)  # this iteration's predict
+        metrics = jax.jit(highest(jax.vmap(per_seed, in_axes=(0, None))))
         values = to_host(metrics(params, batch))
         out["solvers"][name] = {
             "loss": float(values["loss_other"][0]),

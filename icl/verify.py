@@ -1,11 +1,16 @@
-"""Check, in float64, that the constructed LSA models compute GD and GD++ exactly."""
+"""Check, in float64, that the constructed models compute their learners exactly: the LSA
+constructions GD and GD++ (query and causal), and every model family that exposes
+`verify_errors(batch)` in its module (the recurrent families: linear attention = GD, a decaying
+gate = weighted GD, the delta rule = online SGD, ...)."""
 
 from __future__ import annotations
+
+import sys
 
 import jax
 import jax.numpy as jnp
 
-from icl import constructions, solvers, tasks
+from icl import constructions, models, solvers, tasks
 from icl.precision import at_dtype, highest
 
 
@@ -81,3 +86,17 @@ def construction_errors(d: int = 10, n_ctx: int = 10, max_layers: int = 5, seed:
                              causal_max_abs_err=float(causal_err),
                              **({"causal_gd_max_abs_err": float(causal_gd_err)} if layers == 1 else {})))
         return rows
+
+
+def family_construction_errors(d: int = 10, n_ctx: int = 10, seed: int = 0) -> dict[str, float]:
+    """{name: max |construction - learner|} over every prefix of 1,000 tasks' [context, query]
+    sequences, from each registered model family whose module defines `verify_errors(batch)`;
+    float64, in a scope of its own (`at_dtype`)."""
+    with at_dtype("float64"):
+        batch = tasks.get("linear", d=d, n_ctx=n_ctx).sample(jax.random.key(seed), 1000)
+        errors = {}
+        for name in models.names():
+            check = getattr(sys.modules[models.family(name).__module__], "verify_errors", None)
+            if check is not None:
+                errors.update(check(batch))
+        return errors

@@ -61,9 +61,9 @@ def interpolate(model, target, t: float = 0.5):
     Both models must be 1-head linear LSA stacks of equal depth over the same d (e.g. a trained
     model and `constructions.gd_model`). The result uses key size D with W_k = W_o = I.
     """
-    from flax import nnx  # noqa: PLC0415
+    from flax import nnx
 
-    from icl.models import LSATransformer, ModelConfig  # noqa: PLC0415
+    from icl.models import LSATransformer, ModelConfig
 
     if model.config.attention != "linear" or target.config.attention != "linear":
         raise ValueError("interpolate: both models must use linear attention")
@@ -75,11 +75,11 @@ def interpolate(model, target, t: float = 0.5):
     mid = LSATransformer(config, model.d, rngs=nnx.Rngs(0))
     dtype = model.layers[0].query[...].dtype
     eye = np.eye(token_dim)[None]
-    for l in range(n_layers):
-        a, b = layer_products(model.layers[0 if model.config.shared else l])
-        a_t, b_t = layer_products(target.layers[0 if target.config.shared else l])
+    for i in range(n_layers):
+        a, b = layer_products(model.layers[0 if model.config.shared else i])
+        a_t, b_t = layer_products(target.layers[0 if target.config.shared else i])
         c = gauge(a, a_t)
-        layer = mid.layers[l]
+        layer = mid.layers[i]
         layer.query[...] = jnp.asarray(((1 - t) * c * a + t * a_t)[None], dtype)
         layer.key[...] = jnp.asarray(eye, dtype)
         layer.value[...] = jnp.asarray(((1 - t) * b / c + t * b_t)[None], dtype)

@@ -45,7 +45,8 @@ def draw(path, results: list[dict], title: str) -> None:
         for seed_best in best:
             ax.plot([index[int(b)] for b in seed_best], layers, "w.", ms=6)
         ax.set(xlabel=label, ylabel="layer l", title=f"{name}: mean residual cosine, kappa = {top['kappa']:g} (dots: argmax per seed)")
-        ax.set_yticks(layers, [f"{l}\nmax {v:.2f}" for l, v in zip(layers, np.mean(top[name]["best_similarity"], axis=0))])
+        best_sim = np.mean(top[name]["best_similarity"], axis=0)
+        ax.set_yticks(layers, [f"{layer}\nmax {v:.2f}" for layer, v in zip(layers, best_sim, strict=True)])
         fig.colorbar(image, ax=ax)
     ax = axes[0, 2]
     for i, r in enumerate(results):
@@ -58,11 +59,12 @@ def draw(path, results: list[dict], title: str) -> None:
     ax.legend(fontsize=8)
     ax = axes[1, 0]
     for i, r in enumerate(results):
-        common.band(ax, layers, np.asarray(r["gd"]["best_step"]).T, f"kappa {r['kappa']:g}: x{2 ** r['gd']['doubling_per_layer']['mean']:.2f} "
-                    f"per layer", color=f"C{i}", marker="s")
+        common.band(ax, layers, np.asarray(r["gd"]["best_step"]).T,
+                    f"kappa {r['kappa']:g}: x{2 ** r['gd']['doubling_per_layer']['mean']:.2f} per layer", color=f"C{i}", marker="s")
         ax.plot(layers, np.exp(np.mean(np.log(r["gd"]["loss_matched_step"]), axis=0)), "--", color=f"C{i}", lw=1,
                 label="loss-matched k (geometric mean)" if i == 0 else None)
-    ax.set(xlabel="layer l", ylabel="best-matching GD step k_GD(l)", yscale="log", title="GD match vs layer (log scale; dashed: loss-matched)", xticks=layers)
+    ax.set(xlabel="layer l", ylabel="best-matching GD step k_GD(l)", yscale="log",
+           title="GD match vs layer (log scale; dashed: loss-matched)", xticks=layers)
     ax.legend(fontsize=8)
     ax = axes[1, 1]
     shown = []
@@ -87,7 +89,8 @@ def draw(path, results: list[dict], title: str) -> None:
         common.band(ax, layers, p["cos_sigma_inv"], f"cos(Gamma_l, Sigma^-1), kappa {r['kappa']:g}", color=f"C{i}", marker="o")
         common.band(ax, layers, p["cos_identity"], f"cos(Gamma_l, I), kappa {r['kappa']:g}", color=f"C{i}", marker="s", ls="--")
         ax.axhline(p["reference"]["cos_sigma_inv_identity"], color=f"C{i}", lw=0.6, ls=":")
-    ax.set(xlabel="layer l", ylabel="Frobenius cosine", title="Gamma_l = -(B_yy A_xx + A_xy B_xy^T) vs Sigma^-1 and I\n(dotted: cos(Sigma^-1, I) per kappa)",
+    ax.set(xlabel="layer l", ylabel="Frobenius cosine",
+           title="Gamma_l = -(B_yy A_xx + A_xy B_xy^T) vs Sigma^-1 and I\n(dotted: cos(Sigma^-1, I) per kappa)",
            xticks=layers, ylim=(-1.05, 1.05))
     ax.legend(fontsize=7)
     common.save(fig, path, title)
@@ -98,8 +101,10 @@ def summary_line(r: dict) -> str:
     return (f"  kappa {r['kappa']:g}: layer loss {np.round(np.mean(r['model_loss'], 1), 4).tolist()} (LS {r['least_squares_loss']:.2e}); "
             f"k_N(l) {np.round(np.mean(r['newton']['best_step'], 0), 1).tolist()} slope {r['newton']['slope']['mean']:.2f}; "
             f"k_GD(l) {np.round(np.mean(r['gd']['best_step'], 0), 1).tolist()} x{2 ** r['gd']['doubling_per_layer']['mean']:.2f}/layer; "
-            f"cos(Gamma, Sigma^-1) {np.round(np.mean(p['cos_sigma_inv'], 1), 3).tolist()}, cos(Gamma, I) {np.round(np.mean(p['cos_identity'], 1), 3).tolist()}; "
-            f"best sim Newton {np.round(np.mean(r['newton']['best_similarity'], 0), 2).tolist()} GD {np.round(np.mean(r['gd']['best_similarity'], 0), 2).tolist()}; "
+            f"cos(Gamma, Sigma^-1) {np.round(np.mean(p['cos_sigma_inv'], 1), 3).tolist()}, "
+            f"cos(Gamma, I) {np.round(np.mean(p['cos_identity'], 1), 3).tolist()}; "
+            f"best sim Newton {np.round(np.mean(r['newton']['best_similarity'], 0), 2).tolist()} "
+            f"GD {np.round(np.mean(r['gd']['best_similarity'], 0), 2).tolist()}; "
             f"reliable-layer fit: Newton slope {r['newton']['reliable_fit']['mean'] if r['newton']['reliable_fit'] else float('nan'):.2f}, "
             f"GD x{2 ** r['gd']['reliable_fit']['mean'] if r['gd']['reliable_fit'] else float('nan'):.2f}/layer; "
             f"loss-matched k_N {np.round(np.mean(r['newton']['loss_matched_step'], 0), 1).tolist()} "
@@ -124,8 +129,8 @@ def main() -> None:
         results.append(result)
         print(summary_line(result), flush=True)
     png, _ = common.figure_paths(args, NAME)
-    draw(png, results, f"Deep LSA ({study.N_LAYERS} layers, d = {study.D}, N = {study.N_CTX}) vs Newton-Schulz and GD: {cfg.n_seeds} seeds, "
-         f"{cfg.steps} steps of batch {cfg.batch_size} [{common.mode(args)}]")
+    draw(png, results, f"Deep LSA ({study.N_LAYERS} layers, d = {study.D}, N = {study.N_CTX}) vs Newton-Schulz and GD: "
+         f"{cfg.n_seeds} seeds, {cfg.steps} steps of batch {cfg.batch_size} [{common.mode(args)}]")
     numbers = {"kappas": list(kappas), "seeds": train.seeds_of(configs[0]), "steps": cfg.steps,
                "gd_steps_grid": list(study.GD_STEPS), "k_newton_max": study.K_NEWTON, "by_kappa": results,
                "similarity": "mean over held-out tasks of the cosine, over the task's 16 queries, of the residuals y_hat - y_query",

@@ -1,4 +1,5 @@
-"""Claim 3 (Akyürek et al. 2022, Sec. 4): with depth and label noise, trained in-context learners move from GD-like to ridge / least squares.
+"""Claim 3 (Akyürek et al. 2022, Sec. 4): with depth and label noise, trained in-context learners move from
+GD-like to ridge / least squares.
 
 "What learning algorithm is in-context learning? Investigations with linear models" (arXiv
 2211.15661). The runs (LSA stacks of depth 1, 2, 4 at label noise sigma = 0 and 1):
@@ -90,12 +91,13 @@ def draw(path, results: dict, title: str) -> None:
             lines = {"gd1": "gd1", "gd_matched": None, **({"ridge": "ridge"} if "ridge" in r["hparams"] else {}), "ls": "ls"}
             for name, key in lines.items():
                 keys = [key if key else r["models"][L]["matched_gd"] if L > 1 else "gd1" for L in DEPTHS]
-                values = [off_plateau_values(r, L, f"{metric}_{k}") for L, k in zip(DEPTHS, keys)]
+                values = [off_plateau_values(r, L, f"{metric}_{k}") for L, k in zip(DEPTHS, keys, strict=True)]
                 common.band(ax, depths, values, "GD, L steps (lr tuned for L)" if name == "gd_matched" else label(key),
                             color=colors[name], marker="o", ls="--" if name == "gd_matched" else "-")
             ref = r["algorithm_distances"].get("gd1|ridge" if "ridge" in r["hparams"] else "gd1|ls")
             if ref:
-                ax.axhline(ref[metric], color="gray", lw=0.8, ls=":", label=f"{'GD1 vs ridge' if 'ridge' in r['hparams'] else 'GD1 vs LS'} (algorithms)")
+                pair = "GD1 vs ridge" if "ridge" in r["hparams"] else "GD1 vs LS"
+                ax.axhline(ref[metric], color="gray", lw=0.8, ls=":", label=f"{pair} (algorithms)")
             n_off = "/".join(str(len(r["models"][L]["off_plateau"]["seeds"])) for L in DEPTHS)
             ax.set(xlabel="LSA depth L", ylabel=f"{metric.upper()} (trained model vs algorithm)", yscale="log", xticks=depths,
                    title=f"{metric.upper()}, noise sigma = {noise:g} (seeds off plateau: {n_off})")
@@ -105,7 +107,8 @@ def draw(path, results: dict, title: str) -> None:
                           + [r["models"][L]["loss"]["min"] for L in DEPTHS]) for r in results.values())
     for i, noise in enumerate(noises):
         r = results[noise]
-        common.band(ax, depths, [off_plateau_values(r, L, "loss") for L in DEPTHS], f"trained LSA, sigma={noise:g}", color=f"C{i}", marker="o")
+        common.band(ax, depths, [off_plateau_values(r, L, "loss") for L in DEPTHS], f"trained LSA, sigma={noise:g}",
+                    color=f"C{i}", marker="o")
         for key, ls in (("gd1", ":"), ("ridge", "-."), ("ls", "--")):
             value = r["algorithm_loss"].get(key)
             if value is None:
@@ -129,7 +132,8 @@ def draw(path, results: dict, title: str) -> None:
                                   (axes[1, -1], "best_ridge_ilwd", "ILWD", "ILWD to that closest ridge")):
         for i, noise in enumerate(noises):
             r = results[noise]
-            common.band(ax, depths, [off_plateau_values(r, L, key) for L in DEPTHS], f"trained LSA, sigma={noise:g}", color=f"C{i}", marker="o")
+            common.band(ax, depths, [off_plateau_values(r, L, key) for L in DEPTHS], f"trained LSA, sigma={noise:g}",
+                        color=f"C{i}", marker="o")
             if key == "best_ridge_lam":
                 ax.axhline(noise**2, color=f"C{i}", ls="--", lw=0.8, label=f"Bayes lam = sigma^2/tau^2 = {noise**2:g}")
         ax.set(xlabel="LSA depth L", ylabel=ylabel, xticks=depths, title=what)
@@ -147,11 +151,13 @@ def main() -> None:
     configs = study.configs("quick" if args.quick else "full", args.steps, args.batch_size)
     noises, first = study.NOISES, configs[study.NOISES[0]][DEPTHS[0]]
     cfg = first.train
-    print(f"{NAME}: {common.mode(args)}, L = {DEPTHS}, sigma = {noises}, {cfg.n_seeds} seeds, {cfg.steps} steps of batch {cfg.batch_size}", flush=True)
+    print(f"{NAME}: {common.mode(args)}, L = {DEPTHS}, sigma = {noises}, {cfg.n_seeds} seeds, {cfg.steps} steps of batch {cfg.batch_size}",
+          flush=True)
     results = {noise: evaluate_noise(noise, configs[noise], args) for noise in noises}
     png, _ = common.figure_paths(args, NAME)
     draw(png, results, f"Trained LSA vs GD / ridge / least squares (Akyürek et al. 2022): d={study.D}, N={study.N_CTX}, "
-         f"{cfg.n_seeds} seeds (mean, min-max band over seeds off the loss plateau), {cfg.steps} steps of batch {cfg.batch_size} [{common.mode(args)}]")
+         f"{cfg.n_seeds} seeds (mean, min-max band over seeds off the loss plateau), {cfg.steps} steps of batch {cfg.batch_size} "
+         f"[{common.mode(args)}]")
     numbers = {"d": study.D, "n_ctx": study.N_CTX, "depths": list(DEPTHS), "noises": list(noises), "n_probe": study.N_PROBE,
                "seeds": train.seeds_of(first), "steps": cfg.steps, "by_noise": {f"{noise:g}": results[noise] for noise in noises}}
     path = common.write_numbers(args, NAME, numbers, [c for per in configs.values() for c in per.values()], PUBLISHED)

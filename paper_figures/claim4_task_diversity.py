@@ -74,7 +74,7 @@ def draw(path, by_model: dict, logs: dict, title: str, star: dict) -> None:
         ax.axhline(study.NOISE_STD**2, color="gray", lw=0.8, ls=":", label="noise floor sigma^2")
         ax.set(yscale="log", xlabel="number of pretraining tasks K", ylabel="MSE (label noise included)",
                title=f"MSE on {'fresh tasks w ~ N(0, I)' if where == 'fresh' else 'tasks from the training pool'}")
-        ax.set_xticks(xw, [lab for lab, f in zip(labels, fin) if where == "fresh" or f])
+        ax.set_xticks(xw, [lab for lab, f in zip(labels, fin, strict=True) if where == "fresh" or f])
         ax.legend(fontsize=7)
 
         ax = axes[col, 1]
@@ -93,7 +93,7 @@ def draw(path, by_model: dict, logs: dict, title: str, star: dict) -> None:
             ax.axvline(np.median(ks["values"]), color="C0", lw=1, label="K* (median, seeds' range shaded)")
         ax.set(yscale="log", xlabel="number of pretraining tasks K", ylabel="Delta PM = mean (f - g)^2",
                title=f"prediction difference on {where} tasks")
-        ax.set_xticks(xs[fin], [lab for lab, f in zip(labels, fin) if f])
+        ax.set_xticks(xs[fin], [lab for lab, f in zip(labels, fin, strict=True) if f])
         ax.legend(fontsize=7)
 
     ax = axes[0, 2]
@@ -106,7 +106,7 @@ def draw(path, by_model: dict, logs: dict, title: str, star: dict) -> None:
     ax.axhline(0, color="k", lw=0.8)
     ax.set(xlabel="number of pretraining tasks K", ylabel="ln dPM(model, dMMSE) - ln dPM(model, ridge)",
            title="fresh tasks: > 0 means closer to ridge")
-    ax.set_xticks(xs[fin], [lab for lab, f in zip(labels, fin) if f])
+    ax.set_xticks(xs[fin], [lab for lab, f in zip(labels, fin, strict=True) if f])
     ax.legend(fontsize=7)
 
     ax = axes[1, 2]
@@ -126,7 +126,7 @@ def main() -> None:
     n_tasks = study.EVAL_TASKS[mode]
     configs = study.configs(mode, args.steps, args.batch_size)
     by_model, logs = {model: [] for model in study.MODELS}, {}
-    for (model, log2_k), config in zip(study.points(mode), configs):
+    for (model, log2_k), config in zip(study.points(mode), configs, strict=True):
         print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds", flush=True)
         summary, params = common.run(config, args)
         r = evaluate(config, params, log2_k, n_tasks)

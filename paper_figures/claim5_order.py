@@ -62,7 +62,7 @@ def draw(path, numbers, configs):
 
     entries += [("1 step GD", single(refs["gd"])), ("online SGD, alpha = eta/N", single(refs["online_sgd_matched"])),
                 (f"online SGD, tuned alpha = {refs['online_sgd_tuned']['factor']:.2g} eta/N", single(refs["online_sgd_tuned"]))]
-    for i, (label, spread) in enumerate(entries):
+    for i, (_label, spread) in enumerate(entries):
         mean = np.maximum(spread["sensitivity"]["values"], floor)
         worst = np.maximum(spread["worst"]["values"], floor)
         ax.scatter(np.full(len(mean), i) - 0.1, mean, color="C0", marker="o", label="mean over tasks" if i == 0 else None)

@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from icl import runs
-from icl.plots import band, pyplot  # noqa: F401  (the figure scripts use common.band / common.pyplot)
 from icl.config import ExperimentConfig
+from icl.plots import band, pyplot  # noqa: F401  (the figure scripts use common.band / common.pyplot)
 
 HERE = Path(__file__).resolve().parent
 
@@ -82,8 +81,10 @@ def figure_paths(args: argparse.Namespace, name: str) -> tuple[Path, Path]:
     return args.out / f"{name}.png", args.out / f"{name}.json"
 
 
-def write_numbers(args: argparse.Namespace, name: str, numbers: dict, configs: list[ExperimentConfig], published: dict | None = None) -> Path:
-    """<out>/<name>.json: our numbers, the published ones, configs, mode, devices, versions, wall time."""
+def write_numbers(args: argparse.Namespace, name: str, numbers: dict, configs: list[ExperimentConfig], published: dict | None = None,
+                  **top_level) -> Path:
+    """<out>/<name>.json: our numbers, the published ones, configs, mode, devices, versions, wall time
+    (and `top_level` fields such as a claim's `verdict`)."""
     _, path = figure_paths(args, name)
     record = {
         "figure": name,
@@ -99,6 +100,7 @@ def write_numbers(args: argparse.Namespace, name: str, numbers: dict, configs: l
         "jax": jax.__version__,
         "numbers": numbers,
         "published": published or {},
+        **top_level,
         "configs": [c.to_dict() for c in configs],
     }
     path.write_text(json.dumps(record, indent=2))
@@ -113,4 +115,4 @@ def mode(args: argparse.Namespace) -> str:
     return f"intermediate ({', '.join(changed)})" if changed else "full"
 
 
-stats = runs.stats  # noqa: E305  (the scripts' name for it)
+stats = runs.stats  # the scripts' name for it

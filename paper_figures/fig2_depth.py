@@ -102,7 +102,8 @@ def main() -> None:
         summary, params, diverged = runs.train_or_last_good(config, run_dir, lambda c: common.run(c, args))
         cmp = depth.compare_layers(config, params, eval_batch, solver_rows[k])
         results["shared" if shared else "sep"][k] = {**cmp, "diverged": diverged, "log": plots.read_log(run_dir),
-                                                     "train_steps_per_s": summary.get("train_steps_per_s"), "train_wall_s": summary.get("wall_s")}
+                                                     "train_steps_per_s": summary.get("train_steps_per_s"),
+                                                     "train_wall_s": summary.get("wall_s")}
         f = cmp["final"]
         print(f"  {config.name}: loss {np.mean(f['loss']):.4f} (GD {f['gd_loss']:.4f}, GD++ {f['gd_plus_plus_loss']:.4f}); "
               f"cos GD {np.mean(f['model_cos_gd']):.4f}, GD++ {np.mean(f['model_cos_gd_plus_plus']):.4f}"

@@ -29,9 +29,10 @@ PUBLISHED = {
 def draw(path, results, ks, best_ks, gd_best, k_max, title):
     plt = common.pyplot()
     fig, axes = plt.subplots(1, len(results) + 1, figsize=(6 * (len(results) + 1), 4.6))
-    for ax, (k, r) in zip(axes, results.items()):
+    for ax, (k, r) in zip(axes[:-1], results.items(), strict=True):  # the last axis: the damping panel
         common.band(ax, ks, r["undamped"], "trained shared layer, lambda = 1", color="C0", marker="o", ms=3)
-        common.band(ax, ks, r["damped"], f"damped, lambda* = {r['lambda'].mean():.2f} (fitted at K' = {k_max})", color="C1", marker="s", ms=3)
+        common.band(ax, ks, r["damped"], f"damped, lambda* = {r['lambda'].mean():.2f} (fitted at K' = {k_max})",
+                    color="C1", marker="s", ms=3)
         ax.plot(ks, r["gd_fixed"], "k--", label=f"GD, lr {r['gd_fixed_lr']:.2f} (tuned for {k} steps)")
         ax.plot(ks, r["gd_plus_plus"], "g-.", label=f"GD++, fitted for {k} steps")
         ax.plot(best_ks, gd_best, "k:", marker=".", label="GD, lr re-tuned for each K'")
@@ -63,7 +64,7 @@ def main() -> None:
     ks = list(range(1, k_max + 1))
     best_ks = [k for k in study.BEST_KS if k <= k_max]
     lr_per_k = [tuning.tune_gd(tune_batch, k, lr_max) for k in best_ks]
-    gd_best = [looping.gd_curve(eval_batch, lr, k)[-1] for k, lr in zip(best_ks, lr_per_k)]
+    gd_best = [looping.gd_curve(eval_batch, lr, k)[-1] for k, lr in zip(best_ks, lr_per_k, strict=True)]
     ls_loss = float(compare.loss(solvers.least_squares(eval_batch.x_ctx, eval_batch.y_ctx, eval_batch.x_query), eval_batch.y_query))
     print(f"  GD, lr re-tuned per K': K'=1 {gd_best[0]:.4f}, K'={k_max} {gd_best[-1]:.4f}; least squares {ls_loss:.2e}", flush=True)
 

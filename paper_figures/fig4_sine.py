@@ -61,7 +61,8 @@ def draw(path, logs, numbers, example, configs):
     plt = common.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.4))
     ax = axes[0]
-    for log, label, color in zip(logs, ("trained TF (end to end)", "GD on learned features (frozen GD attention)"), ("C0", "C1")):
+    for log, label, color in zip(logs, ("trained TF (end to end)", "GD on learned features (frozen GD attention)"), ("C0", "C1"),
+                                 strict=True):
         steps = np.array([r["step"] for r in log])
         common.band(ax, steps, [r["loss"] for r in log], label, color=color)
     ax.axhline(numbers["kernel_ridge_tuned"]["loss"], color="C2", ls="--", label="RBF kernel ridge (tuned)")

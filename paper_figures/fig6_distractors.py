@@ -67,7 +67,7 @@ def draw(path, results, logs, configs):
            title="loss vs number of distractors")
     ax.legend(fontsize=7)
     ax = axes[1]
-    for i, (k, log) in enumerate(zip(ks, logs)):
+    for i, (k, log) in enumerate(zip(ks, logs, strict=True)):
         steps = np.array([r["step"] for r in log])
         common.band(ax, steps, [r["loss"] for r in log], f"LSA, {k} distractors", color=f"C{i}")
         ax.axhline(log[-1]["ref_loss"][0], color=f"C{i}", ls="--", lw=0.8)

@@ -79,7 +79,7 @@ def checks(r: dict) -> dict:
 def draw(path, results, configs) -> None:
     plt = common.pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4.2))
-    for ax, r in zip(np.atleast_1d(axes), results):
+    for ax, r in zip(np.atleast_1d(axes), results, strict=True):
         k = np.arange(r["T"])
         for i, (name, c) in enumerate(r["curves"].items()):
             style = dict(color="black", lw=2.2) if name == "model" else dict(color=f"C{i}", lw=1.2)

@@ -35,7 +35,8 @@ def _installed(module: str) -> bool:
 HAVE_TPU = _installed("libtpu")
 HAVE_GPU = _installed("jax_plugins.xla_cuda12") and _installed("nvidia.cuda_nvcc")
 needs_tpu = pytest.mark.skipif(not HAVE_TPU, reason="needs the [aot] extra (libtpu): pip install -e '.[test,aot]'")
-needs_gpu = pytest.mark.skipif(not HAVE_GPU, reason="needs the [aot] extra (jax-cuda12-plugin, nvidia-cuda-nvcc-cu12): pip install -e '.[test,aot]'")
+needs_gpu = pytest.mark.skipif(
+    not HAVE_GPU, reason="needs the [aot] extra (jax-cuda12-plugin, nvidia-cuda-nvcc-cu12): pip install -e '.[test,aot]'")
 TPUS = ("tpu:v5e:2x2", "tpu:v4:2x2x1")
 GPUS = ("gpu:h100:4",)
 
@@ -98,7 +99,7 @@ def test_count_collectives():
 
 def test_variants_resolve_to_the_figures_models():
     """The figures' model families are registered experiments (study "variants") that aot compiles."""
-    from icl import experiments  # noqa: PLC0415
+    from icl import experiments
 
     assert experiments.studies()["variants"] == ["deep_linear", "softmax", "sine_mlp", "classic_tokens"]
     deep = aot.resolve("deep_linear")
@@ -120,7 +121,8 @@ def test_cpu_target_reports_memory_cost_and_no_collectives(capsys):
     for program in report.programs:
         _check_memory(program)
         assert program.cost_source == "xla" and not any(program.collectives.values())
-    assert aot.main(["softmax", "--target", "cpu", "--programs", "eval", "--dtype", "float64", *[a for s in SMALL for a in ("--set", s)]]) == 0
+    sets = [a for s in SMALL for a in ("--set", s)]
+    assert aot.main(["softmax", "--target", "cpu", "--programs", "eval", "--dtype", "float64", *sets]) == 0
     out = capsys.readouterr().out
     assert "softmax on cpu" in out and "float64" in out and "\neval " in out and "collectives" in out
 

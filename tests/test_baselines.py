@@ -88,7 +88,7 @@ def naive_dmmse(x, y, xq, pool, sigma):
             for w in pool
         ])
         post = like / like.sum()
-        out[t] = [sum(p * (w @ q) for p, w in zip(post, pool)) for q in xq[t]]
+        out[t] = [sum(p * (w @ q) for p, w in zip(post, pool, strict=True)) for q in xq[t]]
     return out
 
 
@@ -431,7 +431,7 @@ def test_prefix_predictions_see_through_bound_hyper_parameters():
     got = solvers.prefix_predictions(bound, x, y, xq)
     for n in (1, 4):
         np.testing.assert_allclose(got[:, n - 1], solvers.gd(x[:, :n], y[:, :n], xq, lr=0.7, steps=2), atol=1e-12)
-    size = lambda fn: len(jax.make_jaxpr(lambda a, b, c: solvers.prefix_predictions(fn, a, b, c))(x, y, xq).eqns)  # noqa: E731
+    size = lambda fn: len(jax.make_jaxpr(lambda a, b, c: solvers.prefix_predictions(fn, a, b, c))(x, y, xq).eqns)
     assert size(bound) == size(functools.partial(solvers.gd, lr=0.7, steps=2)) < size(lambda a, b, c: solvers.gd(a, b, c, lr=0.7, steps=2))
 
 

@@ -33,7 +33,7 @@ def test_metrics_of_fixed_linear_models(batch):
 def test_a_model_that_is_gd_has_cos_1_and_diff_0(batch):
     lr = 0.9
     model = constructions.gd_model(4, 6, lr=lr, dtype=jnp.float64)
-    gd = lambda xc, yc, xq: solvers.gd(xc, yc, xq, lr=lr)  # noqa: E731
+    gd = lambda xc, yc, xq: solvers.gd(xc, yc, xq, lr=lr)
     got = compare.compare(model.predict, gd, batch)
     np.testing.assert_allclose(got["model_cos"], 1.0, atol=1e-12)
     assert float(got["model_diff"]) < 1e-12 and float(got["preds_diff"]) < 1e-12

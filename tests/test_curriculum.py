@@ -47,7 +47,7 @@ def test_garg_presets_against_a_hand_written_table():
     assert linear.final_step == trees.final_step == 30_000
     jitted = [jax.jit(c.at) for c in (linear, trees)]
     for step, want in TABLE.items():
-        for c, fn, (dims, points) in zip((linear, trees), jitted, want):
+        for c, fn, (dims, points) in zip((linear, trees), jitted, want, strict=True):
             for got in (c.at(step), fn(jnp.int32(step))):
                 assert got[0].dtype == got[1].dtype == jnp.int32
                 assert (int(got[0]), int(got[1])) == (dims, points), step

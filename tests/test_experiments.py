@@ -72,7 +72,8 @@ def test_cli_lists_studies_and_trains_quick(tmp_path, capsys):
     assert summary["steps"] == 40 and [r["step"] for r in rundir.read_log(run_dir)] == [0, 20, 40]
     _, params, step = train.load_params(run_dir)
     assert step == 40
-    moved = [np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(runs.initial_params(trained)))]
+    initial = jax.tree.leaves(runs.initial_params(trained))
+    moved = [np.abs(np.asarray(a) - np.asarray(b)).max() for a, b in zip(jax.tree.leaves(params), initial, strict=True)]
     assert min(moved) > 1e-3  # Adam at lr 1e-3 moves every weight by ~1e-3 per step; untrained: 0
 
 

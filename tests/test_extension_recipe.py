@@ -120,7 +120,8 @@ def test_the_documented_recipe_adds_a_family_and_a_solver(extension, tmp_path, m
     # compare: by default against the run's baselines; any spec, features and the new solver included
     assert cli.main(["compare", str(run_dir), "--tasks", "300"]) == 0
     assert list(json.loads((run_dir / "compare.json").read_text())["solvers"]) == list(extension.ToyQuadratic.baselines)
-    assert cli.main(["compare", str(run_dir), "--tasks", "300", "--against", "toy_kernel_mean(bandwidth=0.5),ridge(lam=0.1,features=poly2)"]) == 0
+    against = "toy_kernel_mean(bandwidth=0.5),ridge(lam=0.1,features=poly2)"
+    assert cli.main(["compare", str(run_dir), "--tasks", "300", "--against", against]) == 0
     table = json.loads((run_dir / "compare.json").read_text())["solvers"]
     assert table["toy_kernel_mean(bandwidth=0.5)"]["hparams"] == {"bandwidth": 0.5}
     assert table["ridge(lam=0.1,features=poly2)"]["hparams"] == {"lam": 0.1, "features": "poly2"}

@@ -11,8 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from icl import experiments
-from icl import cli, compare, solvers, tasks, train
+from icl import cli, compare, experiments, solvers, tasks, train
 from icl.config import ExperimentConfig, OptimConfig, TrainConfig, apply_overrides
 from icl.models import ModelConfig
 from icl.tasks.base import Batch, check_positive_int, default_baselines
@@ -20,7 +19,7 @@ from icl.tasks.base import Batch, check_positive_int, default_baselines
 NEW_FAMILIES = ("sparse_linear", "linear_pool", "linear_classification", "relu_net", "autoregressive")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _batch(task, n_tasks=20000, seed=0):
     """20,000 tasks, shared by a family's prior test and its baseline test: a sampler's compile
     (~1.5 s CPU, mostly threefry) dominates these tests, so each task is compiled once."""
@@ -98,7 +97,7 @@ def test_icl_list_shows_each_familys_baselines(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     for name in tasks.names():
-        line = next(l for l in out.splitlines() if l.strip().startswith(name + " "))
+        line = next(ln for ln in out.splitlines() if ln.strip().startswith(name + " "))
         for spec in tasks.family(name).baselines:
             assert spec in line
 

@@ -21,11 +21,14 @@ FAMILIES = {
     "softmax_heads_small_key": dict(attention="softmax", n_layers=2, n_heads=3, key_size=2),
     "linear_heads_small_key_ln": dict(n_layers=2, n_heads=2, key_size=2, layernorm=True),
     "classic_tokens": dict(n_layers=2, first_layer_softmax=True, token_layout="separate", n_positions=6),
-    "classic_tokens_3_layers_clip": dict(n_layers=3, first_layer_softmax=True, token_layout="separate", n_positions=7, clip_activations=0.7),
+    "classic_tokens_3_layers_clip": dict(n_layers=3, first_layer_softmax=True, token_layout="separate", n_positions=7,
+                                         clip_activations=0.7),
     "separate_linear": dict(n_layers=2, token_layout="separate", n_positions=6),
     "separate_1_layer_heads_small_key": dict(attention="softmax", token_layout="separate", n_positions=6, n_heads=2, key_size=3),
-    "separate_layernorm_mlp": dict(n_layers=2, first_layer_softmax=True, token_layout="separate", n_positions=6, layernorm=True, mlp=True, mlp_width=1),
-    "separate_embedding_mlp": dict(n_layers=2, first_layer_softmax=True, token_layout="separate", n_positions=6, embed_dim=4, embed_hidden=5, mlp=True, mlp_width=1),
+    "separate_layernorm_mlp": dict(n_layers=2, first_layer_softmax=True, token_layout="separate", n_positions=6, layernorm=True,
+                                   mlp=True, mlp_width=1),
+    "separate_embedding_mlp": dict(n_layers=2, first_layer_softmax=True, token_layout="separate", n_positions=6, embed_dim=4,
+                                   embed_hidden=5, mlp=True, mlp_width=1),
     "layernorm_mlp": dict(attention="softmax", n_layers=2, layernorm=True, mlp=True, mlp_width=2),
     "mlp_last_linear": dict(n_layers=2, mlp=True, mlp_width=2),
     "embedding": dict(n_layers=1, embed_dim=4, embed_hidden=6),
@@ -118,7 +121,7 @@ def test_products_and_their_gradients(op):
     for got, want in zip(jax.vjp(f, a, b)[1](ct), jax.vjp(ref, a, b)[1](ct), strict=True):
         _assert_close(got, want)
     # second order (a Hessian-vector product through the custom backward pass)
-    hv = lambda g: jax.grad(lambda a: jnp.sum(jax.grad(lambda a: jnp.sum(g(a, b) ** 2))(a) * a))(a)  # noqa: E731
+    hv = lambda g: jax.grad(lambda a: jnp.sum(jax.grad(lambda a: jnp.sum(g(a, b) ** 2))(a) * a))(a)
     _assert_close(hv(f), hv(ref))
 
 
@@ -142,7 +145,7 @@ def test_vectors_method(kw):
         return gram.gram_layer_predictions(m, *args, method="vectors") if fast else m.layer_predictions(*args, path="tokens")
 
     _assert_close(jax.jit(preds, static_argnums=1)(params, True), jax.jit(preds, static_argnums=1)(params, False))
-    loss = lambda p, fast: jnp.sum(preds(p, fast)[-1] ** 2)  # noqa: E731
+    loss = lambda p, fast: jnp.sum(preds(p, fast)[-1] ** 2)
     for g, w in zip(*(jax.tree.leaves(jax.jit(jax.grad(loss), static_argnums=1)(params, f)) for f in (True, False)), strict=True):
         _assert_close(g, w)
 

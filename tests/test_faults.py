@@ -17,9 +17,8 @@ import jax
 import numpy as np
 import pytest
 
-from processes import DEADLINE_S, finish, start
-
 from icl import train
+from processes import DEADLINE_S, finish, start
 
 
 def run(out: Path, *extra: str) -> tuple[int, str]:
@@ -95,7 +94,7 @@ def assert_same_run(run_dir: Path, reference: Path) -> None:
     jax.tree.map(np.testing.assert_array_equal, params(run_dir), params(reference))
     got, want = evaluations(run_dir), evaluations(reference)
     assert [r["step"] for r in got] == [r["step"] for r in want]
-    for a, b in zip(got, want):
+    for a, b in zip(got, want, strict=True):
         assert {k: v for k, v in a.items() if k != "wall_s"} == {k: v for k, v in b.items() if k != "wall_s"}
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 120 and summary["model"] == json.loads((reference / "summary.json").read_text())["model"]
@@ -118,7 +117,8 @@ def test_interrupt_during_checkpoint_writes_then_resume_is_exact(sig, reference,
         code, text = finish(proc)
         # Ctrl-C: 130 (cli.main, after checkpointing or deferred past the save); kill -9: -9
         expected = (130 if sig == signal.SIGINT else -signal.SIGKILL) if alive else 0
-        assert code == expected, f"exit {code}, expected {expected} (signal sent to a {'running' if alive else 'finished'} process): {text[-2000:]}"
+        state = "running" if alive else "finished"
+        assert code == expected, f"exit {code}, expected {expected} (signal sent to a {state} process): {text[-2000:]}"
         assert "Traceback" not in text, text
         if code == 0:
             break
@@ -195,7 +195,8 @@ def test_config_and_step_records_stay_true(reference, half, tmp_path):
     assert code == 2 and "unexpected keyword argument 'foo'" in text and "Traceback" not in text
     assert run(out, "--set", "compare_against=gd,ridge(lam=0.1)")[0] == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert list(summary["solvers"]) == ["gd", "ridge(lam=0.1)"] and summary["model"] == json.loads((reference / "summary.json").read_text())["model"]
+    assert list(summary["solvers"]) == ["gd", "ridge(lam=0.1)"]
+    assert summary["model"] == json.loads((reference / "summary.json").read_text())["model"]
 
 
 def test_cosine_schedule_cannot_be_extended(tmp_path):
@@ -251,7 +252,8 @@ def test_full_disk_is_a_clear_error_and_loses_nothing(reference, half, tmp_path)
         # the last line says it, and nothing else is printed: no traceback, from the main thread or
         # from orbax's writer threads (the manager is closed before the error leaves `train`).
         last = text.strip().splitlines()[-1]
-        assert code == 2 and last.startswith("error: [Errno 28] No space left on device while writing checkpoint 65 (latest complete: 60)"), text
+        assert code == 2, text
+        assert last.startswith("error: [Errno 28] No space left on device while writing checkpoint 65 (latest complete: 60)"), text
         assert "Traceback" not in text and "icl/" not in text and "orbax" not in text, text
         assert train.load_params(out)[2] == 60  # the known checkpoint survived, still the latest
         subprocess.run(["mount", "-o", "remount,size=20m", str(disk)], check=True)

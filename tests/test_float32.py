@@ -46,7 +46,7 @@ def train_losses(run_dir) -> np.ndarray:
 def assert_bit_equal(a, b):
     """Same tree, dtypes and bytes (so -0.0 differs from 0.0, and float32 from float64)."""
     assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         assert x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
 
 
@@ -214,6 +214,6 @@ def test_two_devices_follow_one_device_in_float32(tmp_path):
     assert out["same_batch"]  # the same tasks to the bit on 1 and 2 devices
     assert out["dtype_1"] == out["dtype_2"] == ["float32"]
     gaps = {"loss": relative_gap(out["loss_2"], out["loss_1"]), "final": relative_gap(out["final_2"], out["final_1"]),
-            **{f"param{i}": relative_gap(a, b) for i, (a, b) in enumerate(zip(out["params_2"], out["params_1"]))}}
+            **{f"param{i}": relative_gap(a, b) for i, (a, b) in enumerate(zip(out["params_2"], out["params_1"], strict=True))}}
     print("relative gaps, 2 devices vs 1:", gaps)
     assert max(gaps.values()) <= TOLERANCE, gaps

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from icl import experiments
-from icl import models, solvers, tasks, train
+from icl import experiments, models, solvers, tasks, train
 from icl.models.lsa import Frozen
 
 

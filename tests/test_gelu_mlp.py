@@ -36,7 +36,7 @@ def test_values_and_gradients_in_blocks(monkeypatch, budget, n_in):
     for g, w in zip(got, want, strict=True):
         _close(g, w)
     # second order: a Hessian-vector product through the hand-written backward pass
-    hv = lambda f: jax.grad(lambda w: jnp.sum(jax.grad(lambda w: jnp.sum(f(args[0], w, *args[2:]) ** 2))(w) * w))(args[1])  # noqa: E731
+    hv = lambda f: jax.grad(lambda w: jnp.sum(jax.grad(lambda w: jnp.sum(f(args[0], w, *args[2:]) ** 2))(w) * w))(args[1])
     _close(jax.jit(lambda: hv(gm.gelu_mlp))(), jax.jit(lambda: hv(plain))(), rtol=1e-10)
 
 
@@ -56,6 +56,7 @@ def test_gelu_and_slope_is_jax_gelu():
     _close(slope, jax.vmap(jax.grad(jax.nn.gelu))(u))
 
 
-@pytest.mark.parametrize(("n_rows", "hidden", "budget", "want"), [(20480, 160, 2**17, 640), (2048, 160, 2**17, 512), (7, 3, 6, 1), (12, 1, 100, 12)])
+@pytest.mark.parametrize(("n_rows", "hidden", "budget", "want"),
+                         [(20480, 160, 2**17, 640), (2048, 160, 2**17, 512), (7, 3, 6, 1), (12, 1, 100, 12)])
 def test_rows_per_block(n_rows, hidden, budget, want):
     assert gm.rows_per_block(n_rows, hidden, budget) == want

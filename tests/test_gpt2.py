@@ -199,7 +199,7 @@ def test_truncated_loop_gradients_two_ways():
         np.testing.assert_allclose(preds, preds_s, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(loss, loss_s, rtol=1e-12)
         jax.tree.map(lambda a, c: np.testing.assert_allclose(a, c, rtol=1e-9, atol=1e-12), g, g_s)
-        gap = max(float(jnp.abs(a - c).max()) for a, c in zip(jax.tree.leaves(g_s), jax.tree.leaves(g_full)))
+        gap = max(float(jnp.abs(a - c).max()) for a, c in zip(jax.tree.leaves(g_s), jax.tree.leaves(g_full), strict=True))
         assert (gap > 1e-6) if b > w else (gap < 1e-12)
     assert len(traces) == 1
     preds, valid = model.loop_window_predictions(x, y, 1, 3)

@@ -14,7 +14,8 @@ from icl.models.gram import gram_layer_predictions, supports_gram
 @pytest.mark.parametrize("method", ["maps", "tokens", "auto"])
 @pytest.mark.parametrize(
     "kw",
-    [dict(n_layers=1), dict(n_layers=4), dict(n_layers=3, shared=True), dict(n_layers=2, n_heads=3, key_size=5), dict(n_layers=2, embed_dim=4)],
+    [dict(n_layers=1), dict(n_layers=4), dict(n_layers=3, shared=True), dict(n_layers=2, n_heads=3, key_size=5),
+     dict(n_layers=2, embed_dim=4)],
 )
 def test_gram_path_equals_token_space(kw, method):
     model = models.build(models.ModelConfig(init_scale=0.5, **kw), d=3, key=jax.random.key(1))
@@ -29,7 +30,8 @@ def test_gram_path_on_the_gd_construction(method):
     model = constructions.gd_model(5, 20, lr=0.8, layers=6)
     batch = tasks.get("linear", d=5, n_ctx=20).sample(jax.random.key(3), 16)
     args = (batch.x_ctx, batch.y_ctx, batch.x_query)
-    np.testing.assert_allclose(gram_layer_predictions(model, *args, n_layers=6, method=method), model.layer_predictions(*args, path="tokens"), atol=1e-12)
+    np.testing.assert_allclose(gram_layer_predictions(model, *args, n_layers=6, method=method),
+                               model.layer_predictions(*args, path="tokens"), atol=1e-12)
 
 
 @pytest.mark.parametrize("method", gram.METHODS)
@@ -73,7 +75,7 @@ def test_auto_method_follows_the_rule(n_ctx, n_layers, method):
     model = models.build(models.ModelConfig(n_layers=n_layers, init_scale=0.5), d=3, key=jax.random.key(1))
     batch = tasks.get("linear", d=3, n_ctx=n_ctx).sample(jax.random.key(2), 4)
     args = (batch.x_ctx, batch.y_ctx, batch.x_query)
-    jaxpr = lambda m: str(jax.make_jaxpr(lambda *a: gram_layer_predictions(model, *a, method=m))(*args))  # noqa: E731
+    jaxpr = lambda m: str(jax.make_jaxpr(lambda *a: gram_layer_predictions(model, *a, method=m))(*args))
     other = next(m for m in gram.METHODS if m != method)
     assert gram.choose_method(n_ctx, 1, 4, n_layers) == method
     assert jaxpr("auto") == jaxpr(method) != jaxpr(other)
@@ -90,7 +92,7 @@ def test_auto_path_takes_gram_for_pure_linear_stacks():
     model = models.build(models.ModelConfig(n_layers=2, init_scale=0.5), d=3, key=jax.random.key(1))
     batch = tasks.get("linear", d=3, n_ctx=5).sample(jax.random.key(2), 4)
     args = (batch.x_ctx, batch.y_ctx, batch.x_query)
-    n_dots = lambda path: _n_dots(lambda *a: model.layer_predictions(*a, path=path), *args)  # noqa: E731
+    n_dots = lambda path: _n_dots(lambda *a: model.layer_predictions(*a, path=path), *args)
     assert _n_dots(lambda *a: model.layer_predictions(*a), *args) == n_dots("gram") != n_dots("tokens")
 
 
@@ -165,7 +167,7 @@ def test_frozen_gd_attention_takes_the_fast_path_exactly():
 def _full_update_read_out(weights, ctx, queries, method, clip=0.0):
     """The read-out as it was before the label-slot-only last layer: the last layer's full
     [B, M, D] update, then its label slot (a reference for the gradient test below)."""
-    clipped = (lambda e: jnp.clip(e, -clip, clip)) if clip > 0 else (lambda e: e)  # noqa: E731
+    clipped = (lambda e: jnp.clip(e, -clip, clip)) if clip > 0 else (lambda e: e)
     n_ctx = ctx.shape[1]
     if method == "tokens":
         tokens = jnp.concatenate([ctx, queries], axis=1)

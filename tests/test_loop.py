@@ -4,6 +4,7 @@ length, and the loop's own overhead in the summary. What must still hold: a kill
 are in flight leaves a complete latest checkpoint and a resume bit-identical to an unbroken run;
 the log's records are those of a plain synchronous loop, step for step."""
 
+import itertools
 import json
 import os
 import random
@@ -15,10 +16,9 @@ import jax
 import numpy as np
 import pytest
 
-from processes import DEADLINE_S, finish, start
-
 from icl import experiments, precision, train
 from icl.config import apply_overrides
+from processes import DEADLINE_S, finish, start
 
 # processes.ARGS (tiny, float64, a checkpoint at every evaluation: the writer is always busy, the
 # loop runs ahead of it), 150 steps: a kill lands among saves in flight
@@ -110,7 +110,7 @@ def test_log_equals_a_synchronous_loop_and_the_chunk_compiles_once(tmp_path, mon
     assert train.train(config, out, until_step=23, progress=False) == {"stopped_at": 23}
     summary = train.train(config, out, progress=False)
     assert summary["resumed_from"] == 23 and summary["steps"] == 47
-    assert [t._chunk._cache_size() for t in trainers] == [1, 1]  # noqa: SLF001  every length in one program
+    assert [t._chunk._cache_size() for t in trainers] == [1, 1]  # every length in one program
     assert 0.0 <= summary["loop_overhead"] <= 1.0 and summary["train_steps_per_s"] > 0
 
     # the synchronous loop, by hand, over the same chunk boundaries
@@ -123,7 +123,7 @@ def test_log_equals_a_synchronous_loop_and_the_chunk_compiles_once(tmp_path, mon
         evaluate = trainer.evaluator(train.reference_solver(config)[0])
         want = [{"step": 0, **{k: np.asarray(v).tolist() for k, v in jax.device_get(evaluate(params, batch)).items()}}]
         bounds = [0, 10, 20, 23, 30, 40, 47]
-        for a, b in zip(bounds, bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             params, opt_state, losses = trainer.train_chunk(params, opt_state, keys, a, b - a)
             losses = np.asarray(losses)
             assert losses.shape == (b - a, 1)
@@ -146,21 +146,21 @@ def test_a_short_chunk_is_the_same_steps_as_a_full_one():
         p, o, l7 = trainer.train_chunk(p, o, keys, 3, 7)
         jax.tree.map(np.testing.assert_array_equal, (p, o), whole[:2])
         np.testing.assert_array_equal(np.concatenate([l3, l7]), whole[2])
-        assert trainer._chunk._cache_size() == 1  # noqa: SLF001
+        assert trainer._chunk._cache_size() == 1
 
 
 def test_a_stop_asked_before_the_first_chunk_checkpoints_after_it(tmp_path, monkeypatch):
     """SIGTERM that arrives before the loop has dispatched anything (during compilation or the
     step-0 evaluation): the loop still trains its first chunk, checkpoints it and stops (it must
     neither spin nor stop without the checkpoint)."""
-    enter = train._Interrupts.__enter__  # noqa: SLF001
+    enter = train._Interrupts.__enter__
 
     def requested_at_once(self):
         enter(self)
         self.requested = signal.SIGTERM
         return self
 
-    monkeypatch.setattr(train._Interrupts, "__enter__", requested_at_once)  # noqa: SLF001
+    monkeypatch.setattr(train._Interrupts, "__enter__", requested_at_once)
     config = tiny(steps=40, eval_every=10, ckpt_every=20)
     with pytest.raises(SystemExit) as stopped:
         train.train(config, tmp_path, progress=False)

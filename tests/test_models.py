@@ -23,7 +23,7 @@ def naive_attention(tokens, n_ctx, wq, wk, wv, wo, softmax):
                 if softmax:
                     scores = np.exp(scores / np.sqrt(len(q)) - (scores / np.sqrt(len(q))).max())
                     scores = scores / scores.sum()
-                total += sum(s * v for s, v in zip(scores, vals)) @ wo[h]
+                total += sum(s * v for s, v in zip(scores, vals, strict=True)) @ wo[h]
             out[b, j] = tokens[b, j] + total
     return out
 

@@ -51,7 +51,7 @@ def launch(n_processes: int, out, *args, total_devices: int = 8, timeout: float 
     finally:
         for proc in procs:
             proc.kill()
-    for proc, text in zip(procs, outputs):
+    for proc, text in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, text[-3000:]
     return outputs
 
@@ -94,7 +94,7 @@ def test_seeds_over_processes_then_resume_in_four_processes_is_exact(reference, 
     assert "stopped at step 20" in printed[0] and not (out / "summary.json").exists()
     first_half = curve(out)
     np.testing.assert_allclose(first_half, curve(reference)[: len(first_half)], rtol=1e-10, atol=0)
-    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)  # noqa: E731
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
     jax.tree.map(close, params(out, 20), params(reference, 20))
 
     printed = launch(4, out, *SEEDS_OVER_PROCESSES)

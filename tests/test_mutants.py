@@ -33,7 +33,7 @@ def test_init_params_are_the_model_built_from_fold_in_seed_0():
     """init_params(config, s) = the model of key fold_in(key(s), 0) (docs/architecture.md): not
     the data path's fold_in(., 1), nor another seed's."""
     config = _tiny()
-    leaves = lambda p: jax.tree.leaves(p)  # noqa: E731
+    leaves = lambda p: jax.tree.leaves(p)
 
     def built(key):
         return nnx.to_pure_dict(nnx.state(models.build(config.model, config.task.d, key), nnx.Param))
@@ -42,10 +42,10 @@ def test_init_params_are_the_model_built_from_fold_in_seed_0():
         got = trainer.init_params(config, seed)
         want = built(jax.random.fold_in(jax.random.key(seed), 0))
         assert jax.tree.structure(got) == jax.tree.structure(want)
-        for g, w in zip(leaves(got), leaves(want)):
+        for g, w in zip(leaves(got), leaves(want), strict=True):
             np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
         for other in (jax.random.fold_in(jax.random.key(seed), 1), jax.random.fold_in(jax.random.key(seed + 1), 0)):
-            assert any(not np.array_equal(g, w) for g, w in zip(leaves(got), leaves(built(other))))
+            assert any(not np.array_equal(g, w) for g, w in zip(leaves(got), leaves(built(other)), strict=True))
 
 
 def test_data_keys_are_fold_in_1_of_each_seeds_sampler_key():

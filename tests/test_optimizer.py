@@ -98,7 +98,7 @@ def assert_trajectories_equal(got: list[dict], want: list[dict], start: dict) ->
     relative error of at most RTOL, module docstring), plus 1e-14 of float64 rounding."""
     assert len(got) == len(want)
     before, travelled = start, {k: np.zeros_like(v) for k, v in start.items()}
-    for t, (g, w) in enumerate(zip(got, want)):
+    for t, (g, w) in enumerate(zip(got, want, strict=True)):
         for k in w:
             travelled[k] = travelled[k] + np.abs(w[k] - before[k])
             err = np.abs(g[k] - w[k])

@@ -11,8 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from icl import experiments
-from icl import compare, constructions, models, probes, rundir, solvers, tasks, train, verify
+from icl import compare, constructions, experiments, models, probes, rundir, solvers, tasks, train, verify
 from icl.config import ExperimentConfig, TrainConfig, apply_overrides
 
 D, N = 3, 5
@@ -68,7 +67,7 @@ def solve(name, hparams, b):
 def reference_functions(batch):
     """name -> function of the batch, for every reference entry point that does matmuls."""
     trained = models.build(models.ModelConfig(n_layers=2), D, 0)  # a plain (trained-kind) model
-    args = lambda b: (b.x_ctx, b.y_ctx, b.x_query)  # noqa: E731
+    args = lambda b: (b.x_ctx, b.y_ctx, b.x_query)
     fns = {f"solvers.{name}": functools.partial(solve, name, hp) for name, hp in SOLVERS.items()}
     gd_model = constructions.gd_model(D, N, lr=0.5, layers=2)
     pp_model = constructions.gd_plus_plus_model(D, N, lr=0.5, gamma=0.05, layers=2)

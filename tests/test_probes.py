@@ -83,7 +83,7 @@ def test_fit_is_least_squares_not_correlation(batch, probe_queries):
     """On correlated, off-centre probes the naive correlation estimate P^T f / M is far from w;
     the least-squares fit is not (a fit that were not least squares would fail here)."""
     w_true = jnp.array([1.0, -2.0, 0.5, 3.0])
-    predict = lambda xc, yc, xq: jnp.einsum("bmd,d->bm", xq, w_true)  # noqa: E731
+    predict = lambda xc, yc, xq: jnp.einsum("bmd,d->bm", xq, w_true)
     w = probes.implicit_weights(predict, batch.x_ctx, batch.y_ctx, probe_queries)
     np.testing.assert_allclose(w, jnp.broadcast_to(w_true[None], w.shape), atol=1e-11)
     naive = jnp.einsum("bmd,bm->bd", probe_queries, predict(None, None, probe_queries)) / probe_queries.shape[1]
@@ -92,7 +92,7 @@ def test_fit_is_least_squares_not_correlation(batch, probe_queries):
 
 def test_intercept_is_fitted_only_when_asked(batch, probe_queries):
     w_true, b_true = jnp.array([0.5, 1.0, -1.0, 2.0]), 1.5
-    predict = lambda xc, yc, xq: jnp.einsum("bmd,d->bm", xq, w_true) + b_true  # noqa: E731
+    predict = lambda xc, yc, xq: jnp.einsum("bmd,d->bm", xq, w_true) + b_true
     with_b = probes.implicit_fit(predict, batch.x_ctx, batch.y_ctx, probe_queries, fit_intercept=True)
     np.testing.assert_allclose(with_b.weights, jnp.broadcast_to(w_true[None], with_b.weights.shape), atol=1e-11)
     np.testing.assert_allclose(with_b.intercept, b_true, atol=1e-11)
@@ -103,7 +103,7 @@ def test_intercept_is_fitted_only_when_asked(batch, probe_queries):
 
 def test_nonlinear_learner_matches_numpy_lstsq(batch, probe_queries):
     """For a learner that is not linear in x_q, w_hat and the residual are those of numpy's lstsq."""
-    predict = lambda xc, yc, xq: jnp.tanh(jnp.einsum("bmd,bnd,bn->bm", xq, xc, yc) / N) + xq[..., 0] ** 2  # noqa: E731
+    predict = lambda xc, yc, xq: jnp.tanh(jnp.einsum("bmd,bnd,bn->bm", xq, xc, yc) / N) + xq[..., 0] ** 2
     fit = probes.implicit_fit(predict, batch.x_ctx, batch.y_ctx, probe_queries)
     y = np.asarray(predict(batch.x_ctx, batch.y_ctx, probe_queries))
     for i in range(3):
@@ -126,7 +126,8 @@ def test_spd_and_ilwd_definitions():
 
 def test_jittable(batch, probe_queries):
     fit = jax.jit(lambda xc, yc, p: probes.implicit_weights(solvers.least_squares, xc, yc, p))
-    np.testing.assert_allclose(fit(batch.x_ctx, batch.y_ctx, probe_queries), solvers.ridge_weights(batch.x_ctx, batch.y_ctx, 0.0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fit(batch.x_ctx, batch.y_ctx, probe_queries), solvers.ridge_weights(batch.x_ctx, batch.y_ctx, 0.0),
+                               rtol=1e-9, atol=1e-12)
 
 
 def test_bad_inputs_raise(batch, probe_queries):

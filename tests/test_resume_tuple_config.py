@@ -3,8 +3,7 @@ lists, which must compare equal to the config's tuples."""
 
 import dataclasses
 
-from icl import experiments
-from icl import tasks, train
+from icl import experiments, tasks, train
 
 
 def test_resume_with_tuple_task_fields(tmp_path):

@@ -76,7 +76,7 @@ def test_stack_unstack_round_trip(tiny_run):
     stacked = runs.initial_params(config)
     per_seed = runs.unstack_seeds(stacked, config.train.n_seeds)
     assert len(per_seed) == 2
-    for got, want in zip(jax.tree.leaves(runs.stack_seeds(per_seed)), jax.tree.leaves(stacked)):
+    for got, want in zip(jax.tree.leaves(runs.stack_seeds(per_seed)), jax.tree.leaves(stacked), strict=True):
         np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(jax.tree.leaves(per_seed[1])[0], jax.tree.leaves(train.init_params(config, config.train.seed + 1))[0])
 

@@ -51,7 +51,7 @@ def test_data_parallel_matches_one_device():
     single = out["single"]["losses"]
     for name in ("data8", "seeds2_data4"):
         got = out[name]["losses"]
-        for a, b in zip(got, single):  # same curve to float64 tolerance (only the sum order differs)
+        for a, b in zip(got, single, strict=True):  # same curve to float64 tolerance (only the sum order differs)
             assert abs(a[0] - b[0]) <= 1e-9 * abs(b[0]) and abs(a[1] - b[1]) <= 1e-9 * abs(b[1])
     # the batch really is split: 8 shards over data, or 2 x 4 over seeds and data
     assert out["single"]["batch_devices"] == 1

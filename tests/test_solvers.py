@@ -142,7 +142,7 @@ def test_optimal_gd_lr_is_the_scan_minimum():
     eta = solvers.optimal_gd_lr(task, key, 20000)
     batch = task.sample(key, 20000)
     grid = np.linspace(eta - 1.0, eta + 1.0, 2001)
-    loss = lambda g: jnp.mean((solvers.gd(batch.x_ctx, batch.y_ctx, batch.x_query, lr=g) - batch.y_query) ** 2)  # noqa: E731
+    loss = lambda g: jnp.mean((solvers.gd(batch.x_ctx, batch.y_ctx, batch.x_query, lr=g) - batch.y_query) ** 2)
     losses = jax.jit(jax.vmap(loss))(grid[::50])  # 41 rates, one program
     fine = grid[::50][int(np.argmin(losses))]
     assert abs(fine - eta) <= 0.05 + 1e-12  # the scan's resolution
@@ -273,9 +273,10 @@ def test_gamma_star_minimises_the_closed_form_loss(noise_std):
     d, n = 4, 7
     sigma = tasks.get("linear", d=d, n_ctx=n, input_dist="gaussian", covariance="rotated", condition_number=8.0).input_covariance
     star = solvers.gamma_star(sigma, n, noise_std, 1.0)
-    f = lambda g: solvers.preconditioned_loss(g, sigma, n, noise_std, 1.0)  # noqa: E731
+    f = lambda g: solvers.preconditioned_loss(g, sigma, n, noise_std, 1.0)
     eps = 1e-5
-    grad = np.array([[(f(star + eps * e) - f(star - eps * e)) / (2 * eps) for e in np.eye(d * d).reshape(d * d, d, d)[i * d:(i + 1) * d]] for i in range(d)])
+    basis = np.eye(d * d).reshape(d * d, d, d)
+    grad = np.array([[(f(star + eps * e) - f(star - eps * e)) / (2 * eps) for e in basis[i * d:(i + 1) * d]] for i in range(d)])
     assert np.abs(grad).max() < 1e-7
     rng = np.random.default_rng(0)
     assert all(f(star + 0.01 * rng.standard_normal((d, d))) > f(star) for _ in range(20))

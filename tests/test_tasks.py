@@ -55,7 +55,8 @@ class _Misspelled:
 
 @pytest.mark.parametrize("baselines, match", [
     (("least_squares", "lest_squares"), "task family 'misspelled': baseline 'lest_squares': unknown solver 'lest_squares'"),
-    (("ridge(lam=0.1)", "least_squares(features=sqare)"), "task family 'misspelled': baseline 'least_squares.features=sqare.'.*unknown feature map 'sqare'"),
+    (("ridge(lam=0.1)", "least_squares(features=sqare)"),
+     "task family 'misspelled': baseline 'least_squares.features=sqare.'.*unknown feature map 'sqare'"),
 ])
 def test_a_misspelled_baseline_is_refused_at_registration(baselines, match):
     cls = type("Misspelled", (_Misspelled,), {"baselines": baselines, "__module__": __name__})
@@ -157,7 +158,7 @@ def test_sine_parameters_are_independent():
     # y = a cos(phi) sin(x) + a sin(phi) cos(x).
     x, y = np.asarray(batch.x_ctx[..., 0]), np.asarray(batch.y_ctx)
     feats = np.stack([np.sin(x), np.cos(x)], -1)  # [B, N, 2]
-    coef = np.stack([np.linalg.lstsq(f, t, rcond=None)[0] for f, t in zip(feats, y)])
+    coef = np.stack([np.linalg.lstsq(f, t, rcond=None)[0] for f, t in zip(feats, y, strict=True)])
     amplitude, phase = np.hypot(*coef.T), np.arctan2(coef[:, 1], coef[:, 0])
     assert amplitude.min() > 0.09 and amplitude.max() < 5.01
     assert phase.min() > -1e-6 and phase.max() < np.pi + 1e-6

@@ -11,8 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from icl import experiments
-from icl import cli, precision, train
+from icl import cli, experiments, precision, train
 from icl.config import ExperimentConfig, apply_overrides, override
 
 
@@ -104,7 +103,7 @@ def test_vmapped_seeds_equal_single_runs():
         p1, o1 = one.init()
         p1, _, l1 = one.train_chunk(p1, o1, train.data_keys(one.config), 0, 15)
         np.testing.assert_allclose(losses[:, i], l1[:, 0], rtol=1e-10)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b[0], rtol=1e-9, atol=1e-12), params, p1)
+        jax.tree.map(lambda a, b, i=i: np.testing.assert_allclose(a[i], b[0], rtol=1e-9, atol=1e-12), params, p1)
     assert not np.allclose(losses[:, 0], losses[:, 1])  # the seeds really differ
 
 
@@ -193,8 +192,8 @@ def test_module_entry_point_runs_in_float32(tmp_path):
 
 def test_sigterm_checkpoints_and_the_run_resumes(tmp_path):
     """Nothing is lost on kill: SIGTERM ends the run at the next chunk with a checkpoint."""
-    import signal  # noqa: PLC0415
-    import time  # noqa: PLC0415
+    import signal
+    import time
 
     cmd = [sys.executable, "-m", "icl", "train", "tiny", "--out", str(tmp_path), "--no-progress",
            "--set", "train.steps=1000000", "--set", "train.ckpt_every=1000"]
@@ -246,7 +245,8 @@ def test_the_reference_follows_the_task_and_is_logged(tmp_path):
     linear = tiny()
     assert linear.train.reference == "gd"
     sine = override(linear, "task=sine")
-    assert sine.train.reference == "kernel_ridge" and override(linear, "task=linear_classification").train.reference == "logistic_regression"
+    assert sine.train.reference == "kernel_ridge"
+    assert override(linear, "task=linear_classification").train.reference == "logistic_regression"
     assert override(override(linear, "train.reference=ridge(lam=0.5)"), "task=sine").train.reference == "ridge(lam=0.5)"
     with pytest.raises(ValueError, match="^train: reference: unknown solver 'nope'"):
         override(linear, "train.reference=nope")

@@ -1,6 +1,8 @@
 """icl/solvers/trees.py (greedy CART trees, boosted trees) against a naive recursive NumPy
 implementation with the same tie rule, in float64; and the decision_tree task family's prior."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,7 +26,7 @@ def naive_tree(x, y, max_depth, tol):
     candidates = []  # (sse, c, t)
     for c in range(d):
         values = np.unique(x[:, c])  # sorted distinct values
-        for a, b in zip(values[:-1], values[1:]):
+        for a, b in itertools.pairwise(values):
             t = (a + b) / 2
             t = a if t >= b else t
             left, right = y[x[:, c] <= t], y[x[:, c] > t]
@@ -227,7 +229,7 @@ def test_decision_tree_prior():
     counts = np.bincount(coords.astype(int).ravel(), minlength=5) / coords.size
     np.testing.assert_allclose(counts, 0.2, atol=0.01)  # 60,000 draws: sd 0.0016
     for b in range(20):
-        for xp, yp in zip(np.asarray(batch.x_ctx[b]), np.asarray(batch.y_ctx[b])):
+        for xp, yp in zip(np.asarray(batch.x_ctx[b]), np.asarray(batch.y_ctx[b]), strict=True):
             assert yp == _naive_tree_value(xp, coords[b], leaves[b])
     assert abs(np.mean(leaves)) < 0.01 and abs(np.var(leaves) - 1) < 0.02  # 64,000 draws
     y = np.asarray(batch.y_ctx)

@@ -94,7 +94,8 @@ def pytest(repo: Path, tests: tuple[str, ...]) -> tuple[int, list[str], float, s
 
 
 def check_imports_from(repo: Path) -> None:
-    where = subprocess.run([sys.executable, "-c", "import icl; print(icl.__file__)"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run([sys.executable, "-c", "import icl; print(icl.__file__)"], cwd=repo, capture_output=True, text=True,
+                           check=True).stdout.strip()
     if not Path(where).resolve().is_relative_to(repo.resolve()):
         raise SystemExit(f"named_bugs: `import icl` in the copy found {where}, not the copy: the mutants would not be tested")
 

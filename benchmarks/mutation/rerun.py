@@ -24,7 +24,7 @@ from cosmic_ray.work_db import WorkDB, use_db
 from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
 sys.path.insert(0, str(Path(__file__).parent))
-from report import mutant_id  # noqa: E402
+from report import mutant_id
 
 
 def main():

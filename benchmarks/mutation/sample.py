@@ -8,8 +8,8 @@ other work items SKIPPED, as cr-filter-* do).
    Mutants inside annotations of a module with `from __future__ import annotations` are skipped as
    equivalent (annotations there are never evaluated) and counted apart.
 2. Of the mutants left, a uniform random sample of N (random.Random(SEED).sample over the mutants
-   ordered by file, position, operator and occurrence, so the sample is a function of the session and the seed) is kept; the rest are skipped.
-   N <= 0 keeps them all.
+   ordered by file, position, operator and occurrence, so the sample is a function of the session
+   and the seed) is kept; the rest are skipped. N <= 0 keeps them all.
 
 Prints the counts as JSON: generated (work items cosmic-ray init made), eligible (after 1), sampled.
 """

@@ -19,7 +19,7 @@ Each model seed is also matched to the ridge lam of a grid closest to it by ILWD
 from __future__ import annotations
 
 import functools
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

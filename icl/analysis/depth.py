@@ -13,7 +13,7 @@ can also stay on the initial loss plateau; `off_plateau` summarises the seeds th
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
@@ -44,20 +44,20 @@ def compare_layers(config: ExperimentConfig, params: dict, batch: Batch, hparams
 
     def one(p, b):
         out = {}
-        for l, layer_predict in enumerate(compare.layer_predictors(spec.model(p))):
-            gd = lambda xc, yc, xq, s=l + 1: solvers.gd(xc, yc, xq, steps=s, **gd_hp)  # noqa: E731
-            pp = lambda xc, yc, xq, s=l + 1: solvers.gd_plus_plus(xc, yc, xq, steps=s, **pp_hp)  # noqa: E731
-            out[l] = {"gd": compare.compare(layer_predict, gd, b), "gd_plus_plus": compare.compare(layer_predict, pp, b)}
+        for i, layer_predict in enumerate(compare.layer_predictors(spec.model(p))):
+            gd = lambda xc, yc, xq, s=i + 1: solvers.gd(xc, yc, xq, steps=s, **gd_hp)
+            pp = lambda xc, yc, xq, s=i + 1: solvers.gd_plus_plus(xc, yc, xq, steps=s, **pp_hp)
+            out[i] = {"gd": compare.compare(layer_predict, gd, b), "gd_plus_plus": compare.compare(layer_predict, pp, b)}
         return out
 
     raw = jax.device_get(jax.jit(jax.vmap(one, in_axes=(0, None)))(params, batch))
     layers = []
-    for l in range(config.model.n_layers):
-        row = {"loss": raw[l]["gd"]["loss"].tolist(), "gd_loss": float(raw[l]["gd"]["loss_other"][0]),
-               "gd_plus_plus_loss": float(raw[l]["gd_plus_plus"]["loss_other"][0])}
+    for i in range(config.model.n_layers):
+        row = {"loss": raw[i]["gd"]["loss"].tolist(), "gd_loss": float(raw[i]["gd"]["loss_other"][0]),
+               "gd_plus_plus_loss": float(raw[i]["gd_plus_plus"]["loss_other"][0])}
         for name in SOLVERS:
             for metric in METRICS:
-                row[f"{metric}_{name}"] = raw[l][name][metric].tolist()
+                row[f"{metric}_{name}"] = raw[i][name][metric].tolist()
         layers.append(row)
     return {"final": layers[-1], "layers": layers}
 

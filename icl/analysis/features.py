@@ -12,7 +12,7 @@ Does a trained transformer do GD on its own features? Compare it with GD on them
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +53,7 @@ def compare_feature_learners(tf_models: Sequence, gd_models: Sequence, validatio
     `validation` (its loss, rate and model_cos with the TF); least squares on each model's features.
     {key of PER_SEED: [S]}."""
     per_seed: dict[str, list[float]] = {k: [] for k in PER_SEED}
-    for tf, gdm in zip(tf_models, gd_models):
+    for tf, gdm in zip(tf_models, gd_models, strict=True):
         both = compare.compare(tf.predict, gdm.predict, test)
         per_seed["tf_vs_gdfeat_cos"].append(float(both["model_cos"]))
         per_seed["tf_vs_gdfeat_preds_diff"].append(float(both["preds_diff"]))

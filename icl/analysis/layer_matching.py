@@ -26,7 +26,7 @@ the (interpolated) step at which the solver's held-out loss first falls to layer
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -124,7 +124,7 @@ def match_solver(u_model: jax.Array, solver_y: jax.Array, y_query: jax.Array, st
         "slope": runs.stats([f["slope"] for f in fits]), "r2": runs.stats([f["r2"] for f in fits]),
         "loss": [float(compare.loss(y, y_query)) for y in solver_y],
     }
-    reliable = [(layers[m], b[m]) for b, m in zip(best, sim.max(-1) >= sim_min)]  # per seed: (layers, k*) with a real match
+    reliable = [(layers[m], b[m]) for b, m in zip(best, sim.max(-1) >= sim_min, strict=True)]  # per seed: (layers, k*) with a real match
     fits_reliable = [line_fit(x, log2(k)) for x, k in reliable if len(x) >= 2]
     entry["reliable_layers"] = [x.tolist() for x, _ in reliable]
     entry["reliable_fit"] = runs.stats([f["slope"] for f in fits_reliable]) if fits_reliable else None

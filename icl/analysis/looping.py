@@ -14,7 +14,7 @@ repeated), GD++ at fixed (lr, gamma).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -60,7 +60,7 @@ def seed_curves(losses: LayerLosses, params: dict, lams: jax.Array, batch: Batch
 
 def damping_curve(losses: LayerLosses, params: dict, lam_grid: np.ndarray, batch: Batch) -> np.ndarray:
     """The loss after the last application for every lambda of lam_grid [G] and seed: [G, S]."""
-    per_seed = lambda p: jax.vmap(lambda lam: losses(p, lam, batch)[-1])(jnp.asarray(lam_grid))  # noqa: E731
+    per_seed = lambda p: jax.vmap(lambda lam: losses(p, lam, batch)[-1])(jnp.asarray(lam_grid))
     return np.asarray(jax.vmap(per_seed)(params)).T
 
 

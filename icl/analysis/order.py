@@ -15,7 +15,7 @@ effects agree: the correlation of their deviations from their own order average.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

@@ -14,7 +14,7 @@ of loss, with ||b_x|| and ||a_xy|| large where the escaped seeds have them ~0.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -16,7 +16,7 @@ loss is half the unnormalised squared error: loss = s / 2 x error.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

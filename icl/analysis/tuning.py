@@ -17,7 +17,8 @@ non-finite loss (a diverging step size) counts as +inf.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -71,14 +72,14 @@ def tune_gd_plus_plus(batch: Batch, steps: int, lr_max: float) -> tuple[float, f
     [0, lr_max], gamma in GAMMA_RANGE) on its first GRID_TASKS tasks, then Nelder-Mead on all of it
     from the grid's best point. One step: gamma = 0 (it only acts from the second step on) and lr by
     minimise_1d."""
-    from scipy.optimize import minimize  # noqa: PLC0415
+    from scipy.optimize import minimize
 
     def loss(lr, gamma, b):
         y_hat = solvers.gd_plus_plus(b.x_ctx, b.y_ctx, b.x_query, lr=lr, gamma=gamma, steps=steps)
         return finite_or_inf(compare.loss(y_hat, b.y_query))
 
     jitted = jax.jit(loss)
-    f = lambda lr, gamma: jitted(lr, gamma, batch)  # noqa: E731
+    f = lambda lr, gamma: jitted(lr, gamma, batch)
     if steps == 1:
         return minimise_1d(lambda lr: f(lr, 0.0), 0.0, lr_max), 0.0
     lrs, gammas = np.linspace(0.0, lr_max, 41), np.linspace(*GAMMA_RANGE, 41)

@@ -44,8 +44,16 @@ At module level this package imports only the standard library (the `icl` comman
 
 from icl.aot.command import add_parser, cmd_aot, format_report, main
 from icl.aot.programs import (
-    AotCompileError, AotReport, ProgramReport, abstract_batch, abstract_state, compile_experiment, compile_program,
-    count_collectives, lower_programs, resolve,
+    AotCompileError,
+    AotReport,
+    ProgramReport,
+    abstract_batch,
+    abstract_state,
+    compile_experiment,
+    compile_program,
+    count_collectives,
+    lower_programs,
+    resolve,
 )
 from icl.aot.targets import EXTRA_HINT, TARGETS, Target, parse_target, target_devices
 

@@ -56,14 +56,14 @@ def format_report(report: AotReport) -> str:
 
 
 def cmd_aot(args) -> int:
-    import json  # noqa: PLC0415
+    import json
 
     # Host-side work (shapes, the optimal GD lr) runs on the CPU; the targets are compiled for
     # through their topologies. Set before JAX starts its backends; JAX_PLATFORMS=cpu also lets
     # the CUDA plugin register without a CUDA runtime.
     if "JAX_PLATFORMS" not in os.environ:
-        import jax  # noqa: PLC0415
-        from jax._src import xla_bridge as xb  # noqa: PLC0415
+        import jax
+        from jax._src import xla_bridge as xb
 
         if not xb.backends_are_initialized():
             jax.config.update("jax_platforms", "cpu")

@@ -21,17 +21,17 @@ _CUSTOM_CALL_RE = re.compile(r'custom_call_target="([^"]+)"')
 # -- abstract inputs ------------------------------------------------------------------------------
 def _abstract(tree, sharding):
     """ShapeDtypeStructs of `tree` (a tree of shapes from eval_shape) with `sharding`."""
-    import jax  # noqa: PLC0415
+    import jax
 
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding, weak_type=getattr(x, "weak_type", False)), tree)
 
 
 def abstract_state(trainer):
     """(params, opt_state, keys) of a trainer as sharded ShapeDtypeStructs, nothing allocated."""
-    import jax  # noqa: PLC0415
-    import jax.numpy as jnp  # noqa: PLC0415
+    import jax
+    import jax.numpy as jnp
 
-    from icl import train  # noqa: PLC0415
+    from icl import train
 
     config = trainer.config
 
@@ -47,9 +47,9 @@ def abstract_state(trainer):
 def abstract_batch(trainer, n_tasks: int, purpose: int):
     """A held-out batch of n_tasks tasks as ShapeDtypeStructs, replicated over the mesh (as the
     host arrays that train() passes)."""
-    import jax  # noqa: PLC0415
+    import jax
 
-    from icl import train  # noqa: PLC0415
+    from icl import train
 
     config = trainer.config
     shapes = jax.eval_shape(lambda: config.task.sample(train.heldout_key(config, purpose), n_tasks))
@@ -126,14 +126,14 @@ def _cost(compiled) -> tuple[dict[str, float] | None, str]:
         pass
     source = "xla"
     if not analysis:  # XLA:GPU compile-only executables have none: analyse the optimised module
-        from jax._src import xla_bridge as xb  # noqa: PLC0415
-        from jax._src.lib import _jax  # noqa: PLC0415
+        from jax._src import xla_bridge as xb
+        from jax._src.lib import _jax
 
         try:
             modules = compiled.runtime_executable().hlo_modules()
             analysis = _jax.hlo_module_cost_analysis(xb.get_backend("cpu"), modules[0])
             source = "hlo"
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001  the cost analysis is optional: none rather than a failed compile
             return None, "none"
     if isinstance(analysis, (list, tuple)):
         analysis = analysis[0] if analysis else {}
@@ -158,7 +158,7 @@ def compile_program(name: str, lowered, keep_going: bool = False) -> ProgramRepo
     start = time.perf_counter()
     try:
         compiled = lowered.compile()
-    except Exception as error:  # noqa: BLE001  (XLA raises JaxRuntimeError)
+    except Exception as error:  # XLA raises JaxRuntimeError
         failure = AotCompileError(name, error)
         if not keep_going:
             raise failure from error
@@ -175,10 +175,10 @@ def compile_program(name: str, lowered, keep_going: bool = False) -> ProgramRepo
 def lower_programs(trainer, programs=("train", "eval", "final"), solvers=None) -> dict[str, Any]:
     """{name: jax Lowered} of the experiment's train chunk, evaluation and final-table comparisons,
     lowered for the trainer's mesh with abstract inputs."""
-    import jax  # noqa: PLC0415
-    import jax.numpy as jnp  # noqa: PLC0415
+    import jax
+    import jax.numpy as jnp
 
-    from icl import compare, train  # noqa: PLC0415
+    from icl import compare, train
 
     config = trainer.config
     cfg = config.train
@@ -187,7 +187,7 @@ def lower_programs(trainer, programs=("train", "eval", "final"), solvers=None) -
     if "train" in programs:
         start = jax.ShapeDtypeStruct((), jnp.int32, sharding=trainer.replicated)
         # the program the loop runs: eval_every steps, of which a traced count run (Trainer.train_chunk)
-        out["train"] = trainer._chunk.lower(params, opt_state, keys, cfg.eval_every, start, start)  # noqa: SLF001
+        out["train"] = trainer._chunk.lower(params, opt_state, keys, cfg.eval_every, start, start)
     if "eval" in programs:
         reference, _ = train.reference_solver(config)  # its hyper-parameters are constants in the program, as in train()
         out["eval"] = trainer.evaluator(reference).lower(params, abstract_batch(trainer, cfg.eval_tasks, 0))
@@ -207,9 +207,8 @@ def lower_programs(trainer, programs=("train", "eval", "final"), solvers=None) -
 def resolve(experiment: str | None, assignments=(), dtype: str | None = None):
     """The ExperimentConfig of a registered experiment (`icl list`; the model families of the
     figures are the "variants" study), with --set overrides and dtype."""
-    from icl import experiments  # noqa: PLC0415
-
-    from icl.config import apply_overrides  # noqa: PLC0415
+    from icl import experiments
+    from icl.config import apply_overrides
 
     config = experiments.get(experiment or experiments.DEFAULT)
     assignments = list(assignments or ())
@@ -225,9 +224,9 @@ def compile_experiment(config, target: str | Target, *, programs=("train", "eval
     cost and collectives per device. `programs`: a subset of train, eval, final; `solvers`: the
     final table's solvers (default the config's compare_against). A program that does not
     compile raises `AotCompileError`, or with `keep_going` is reported with its `error`."""
-    import jax  # noqa: PLC0415
+    import jax
 
-    from icl import train  # noqa: PLC0415
+    from icl import train
 
     target = parse_target(target) if isinstance(target, str) else target
     devices = target_devices(target)

@@ -73,11 +73,11 @@ def _missing(what: str) -> ValueError:
 def _tpu_devices(target: Target) -> list:
     if not _installed("libtpu"):
         raise _missing("libtpu (TPU compiler)")
-    from jax.experimental import topologies  # noqa: PLC0415
+    from jax.experimental import topologies
 
     try:
         return list(topologies.get_topology_desc(target.topology, "tpu", **dict(target.options)).devices)
-    except Exception as error:  # noqa: BLE001  (libtpu's messages are JaxRuntimeError / RuntimeError)
+    except Exception as error:  # libtpu's messages are JaxRuntimeError / RuntimeError
         raise ValueError(f"aot: libtpu does not know the topology {target.topology!r}: {first_line(error)}") from error
 
 
@@ -88,17 +88,17 @@ def _ensure_cuda_plugin() -> None:
     unless JAX_SKIP_CUDA_CONSTRAINTS_CHECK is set or JAX_PLATFORMS excludes cuda. If JAX already
     discovered its plugins (and the check dropped this one), initialise it again with the check
     skipped; compiling needs no runtime, only the compiler inside the plugin and ptxas."""
-    from jax._src import xla_bridge as xb  # noqa: PLC0415
+    from jax._src import xla_bridge as xb
 
     os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
-    xb._discover_and_register_pjrt_plugins()  # noqa: SLF001  (no-op once done)
-    if "cuda" in xb._topology_factories:  # noqa: SLF001
+    xb._discover_and_register_pjrt_plugins()  # no-op once done
+    if "cuda" in xb._topology_factories:
         return
-    import jax_plugins.xla_cuda12 as plugin  # noqa: PLC0415
+    import jax_plugins.xla_cuda12 as plugin
 
     os.environ["JAX_SKIP_CUDA_CONSTRAINTS_CHECK"] = "1"
     plugin.initialize()
-    if "cuda" not in xb._topology_factories:  # noqa: SLF001
+    if "cuda" not in xb._topology_factories:
         raise ValueError("aot: the JAX CUDA plugin did not register its compiler; reinstall the extra: " + EXTRA_HINT)
 
 
@@ -108,16 +108,16 @@ def _gpu_devices(target: Target) -> list:
         if not _installed(module):
             raise _missing(what)
     _ensure_cuda_plugin()
-    from jax.experimental import topologies  # noqa: PLC0415
+    from jax.experimental import topologies
 
     config_text = (TARGET_DIR / target.target_config).read_text()
     return list(topologies.get_topology_desc(target.name, "cuda", target_config=config_text, topology=target.topology).devices)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def target_devices(target: Target) -> tuple:
     """The (compile-only) devices of a target."""
-    import jax  # noqa: PLC0415
+    import jax
 
     if target.platform == "tpu":
         return tuple(_tpu_devices(target))

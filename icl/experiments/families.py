@@ -59,7 +59,8 @@ def _config(name: str, task, model: ModelConfig = _LSA) -> ExperimentConfig:
 
 FAMILY_NOISY_LINEAR = _config("family_noisy_linear", tasks.get("linear", d=10, n_ctx=10, input_dist="gaussian", noise_std=0.5))
 
-FAMILY_ILL_CONDITIONED = _config("family_ill_conditioned", tasks.get("linear", d=5, n_ctx=10, input_dist="gaussian", covariance="rotated", condition_number=10.0))
+FAMILY_ILL_CONDITIONED = _config("family_ill_conditioned", tasks.get(
+    "linear", d=5, n_ctx=10, input_dist="gaussian", covariance="rotated", condition_number=10.0))
 
 FAMILY_SPARSE = _config("family_sparse", tasks.get("sparse_linear", d=10, n_ctx=8, k=3))
 

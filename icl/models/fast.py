@@ -191,7 +191,7 @@ def fast_layer_predictions(model, x_ctx: jax.Array, y_ctx: jax.Array, x_query: j
     *ctx_parts, queries = model.token_parts(x_ctx, y_ctx, x_query, embed=fast_embed(model))
     ctx = ctx_parts[0] if len(ctx_parts) == 1 else jnp.concatenate(ctx_parts, axis=1)
     n_ctx = ctx.shape[1]
-    layer_of = lambda i: model.layers[0 if cfg.shared else i]  # noqa: E731
+    layer_of = lambda i: model.layers[0 if cfg.shared else i]
     lazy = lazy_applies(cfg, n_layers)
     preds = []
     n_full = n_layers - (2 if lazy else 1)  # the layers that update the context

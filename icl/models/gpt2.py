@@ -126,7 +126,7 @@ class GPT2Config:
             raise ValueError(f"{_OWNER}: init_std must be a finite number > 0, got {self.init_std!r}")
 
     @classmethod
-    def named(cls, name: str, **overrides) -> "GPT2Config":
+    def named(cls, name: str, **overrides) -> GPT2Config:
         """The named size `name` (a key of `SIZES`), with fields replaced by `overrides`."""
         if name not in SIZES:
             raise ValueError(f"{_OWNER}: unknown size {name!r}; known: {sorted(SIZES)}")
@@ -151,7 +151,7 @@ class GPT2Config:
         per_layer = 2 * w + (3 * w * w + 3 * w) + (w * w + w) + 2 * w + (r * w * w + r * w) + (r * w * w + w)
         return (d + 1) * w + 2 * self.n_positions * w + self.n_layers * per_layer + 2 * w + w + 1
 
-    def build(self, d: int, key: jax.Array | int = 0) -> "GPT2":
+    def build(self, d: int, key: jax.Array | int = 0) -> GPT2:
         """A model for d-dimensional inputs, initialised from `key` (a key or an int seed)."""
         if not isinstance(key, jax.Array):
             check_int(_OWNER, 0, key=key)

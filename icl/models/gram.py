@@ -69,7 +69,6 @@ import jax.numpy as jnp
 from icl.models.fast import fast_embed
 from icl.models.products import bmm, bmm_nt, gram_matrix, matmul
 
-
 METHODS = ("tokens", "maps")
 
 
@@ -224,7 +223,7 @@ def stack_predictions(weights, ctx: jax.Array, queries: jax.Array, method: str =
         raise ValueError(f"gram: method must be 'auto' or one of {METHODS}, got {method!r}")
     if clip > 0 and method != "tokens":
         raise ValueError(f"gram: activation clipping needs method 'tokens', got {method!r}")
-    clipped = (lambda e: jnp.clip(e, -clip, clip)) if clip > 0 else (lambda e: e)  # noqa: E731
+    clipped = (lambda e: jnp.clip(e, -clip, clip)) if clip > 0 else (lambda e: e)
     preds = []
     if method == "tokens":
         n_ctx = ctx.shape[1]

@@ -56,7 +56,6 @@ from icl.models.gram import gram_layer_predictions, supports_gram
 from icl.models.registry import register
 from icl.tasks.base import Batch, check_inputs, check_positive_int
 
-
 PATHS = ("auto", "tokens", "gram", "fast")  # `LSATransformer.layer_predictions(path=...)`
 
 
@@ -142,7 +141,7 @@ class ModelConfig:
             if problems:
                 raise ValueError(f"model: frozen_gd_lr (the GD construction) needs {', '.join(problems)}")
 
-    def build(self, d: int, key: jax.Array | int = 0) -> "LSATransformer":
+    def build(self, d: int, key: jax.Array | int = 0) -> LSATransformer:
         """An LSA transformer for d-dimensional inputs, initialised from `key`."""
         return LSATransformer(self, d, rngs=nnx.Rngs(params=key))
 

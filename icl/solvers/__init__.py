@@ -23,6 +23,7 @@ import json
 import math
 import re
 
+from icl.solvers import features, online as _online, weighted as _weighted
 from icl.solvers.baselines import (
     averaging,
     dmmse,
@@ -36,6 +37,7 @@ from icl.solvers.baselines import (
     mean_label,
     soft_threshold,
 )
+from icl.solvers.features import FeatureTask, on_features, register as register_feature
 from icl.solvers.linear import (
     bayes_ridge,
     gd,
@@ -47,13 +49,8 @@ from icl.solvers.linear import (
     ridge,
     ridge_weights,
 )
-from icl.solvers.optimal import gamma_star, gd_direction, optimal_gd_lr, preconditioned_loss
 from icl.solvers.online import online_sgd, online_sgd_weights
-from icl.solvers.trees import boosted_trees, greedy_tree, greedy_tree_unbounded
-from icl.solvers import online as _online
-from icl.solvers import features
-from icl.solvers.features import FeatureTask, on_features
-from icl.solvers.features import register as register_feature
+from icl.solvers.optimal import gamma_star, gd_direction, optimal_gd_lr, preconditioned_loss
 from icl.solvers.prefix import (
     bootstrap_band,
     error_curve,
@@ -62,6 +59,8 @@ from icl.solvers.prefix import (
     prefix_predictions,
     zero_padding_exact,
 )
+from icl.solvers.trees import boosted_trees, greedy_tree, greedy_tree_unbounded
+from icl.solvers.weighted import weighted_gd, weighted_gd_weights
 from icl.tasks import base as _tasks_base
 
 # Exact on zero-padded contexts (icl/solvers/prefix.py): every prefix in one vmapped program.
@@ -106,6 +105,7 @@ def _const(value):
 #   knn                  k = 3 (Garg et al. 2022)
 #   dmmse                pool = task.pool, noise_std = task.noise_std
 #   online_sgd           lr = 1 / tr E[x x^T] (normalised LMS; icl/solvers/online.py)
+#   weighted_gd          lr = optimal_gd_lr(task) (as gd), decay = 0.9 (icl/solvers/weighted.py)
 #   greedy_tree          max_depth = 4 (Garg et al. 2022; the decision_tree family: its depth)
 #   boosted_trees        100 rounds of depth-3 trees, lr 0.1 (icl/solvers/trees.py)
 _REGISTRY = {
@@ -125,6 +125,7 @@ _REGISTRY = {
     "mean_label": (mean_label, {}),
     "dmmse": (dmmse, {"pool": _pool, "noise_std": lambda task, _: _noise(task)}),
     "online_sgd": (online_sgd, {"lr": _online.task_lr}),
+    "weighted_gd": (weighted_gd, {"lr": optimal_gd_lr, "decay": _const(_weighted.DEFAULT_DECAY)}),
     "greedy_tree": (greedy_tree, {"max_depth": _const(4)}),
     "greedy_tree_unbounded": (greedy_tree_unbounded, {}),
     "boosted_trees": (boosted_trees, {"n_trees": _const(100), "max_depth": _const(3), "lr": _const(0.1)}),
@@ -164,9 +165,30 @@ def register(name: str, fn, defaults: dict | None = None):
     return fn
 
 
+def hparam_names(name: str) -> tuple[str, ...] | None:
+    """The hyper-parameters solver `name` takes: its keyword arguments after (x_ctx, y_ctx,
+    x_query), less `mask` (prefix evaluation's), plus `features`; None when it takes any
+    (`**kwargs`) or its signature cannot be read."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(get(name)).parameters.values())[3:]
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return (*(p.name for p in params if p.kind is not p.VAR_POSITIONAL and p.name != "mask"), "features")
+
+
 def bind(name: str, hparams: dict):
     """Solver `name` with `hparams` bound (`functools.partial`); a `features` entry picks the
-    feature map instead of being passed on (`get(name, features=...)`)."""
+    feature map instead of being passed on (`get(name, features=...)`). A hyper-parameter the
+    solver does not take is a ValueError naming it and those it takes."""
+    known = hparam_names(name)
+    unknown = [k for k in hparams if known is not None and k not in known]
+    if unknown:
+        raise ValueError(f"{name}() got an unexpected keyword argument {unknown[0]!r}; "
+                         f"its hyper-parameters: {', '.join(known)}")
     rest = {k: v for k, v in hparams.items() if k != "features"}
     return functools.partial(get(name, features=hparams.get("features")), **rest)
 
@@ -205,6 +227,8 @@ def parse_spec(spec: str) -> tuple[str, dict]:
         if not sep or not key.strip().isidentifier():
             raise ValueError(f"solver spec {spec!r}: expected key=value, got {item.strip()!r}")
         text = text.strip()
+        if not text:
+            raise ValueError(f"solver spec {spec!r}: {key.strip()} has no value (expected key=value)")
         try:
             value = json.loads(text)
         except ValueError:
@@ -249,11 +273,13 @@ _tasks_base.install_baseline_check(check_baselines)
 
 __all__ = [
     "boosted_trees", "greedy_tree", "greedy_tree_unbounded", "online_sgd", "online_sgd_weights",
+    "weighted_gd", "weighted_gd_weights",
     "FeatureTask", "bind", "check_baselines", "features", "on_features", "prefix_mode", "register",
     "register_feature", "zero_padding_exact",
     "averaging", "bayes_ridge", "bootstrap_band", "dmmse", "dmmse_posterior", "error_curve", "gamma_star",
-    "gd", "gd_direction", "gd_plus_plus", "gd_weights", "get", "kernel_ridge", "knn", "lasso",
+    "gd", "gd_direction", "gd_plus_plus", "gd_weights", "get", "hparam_names", "kernel_ridge", "knn", "lasso",
     "lasso_weights", "least_squares", "logistic_regression", "logistic_weights", "mean_label", "names",
-    "newton", "optimal_gd_lr", "parse_spec", "task_defaults", "preconditioned_loss", "prefix_masks", "prefix_predictions", "preconditioned_gd",
+    "newton", "optimal_gd_lr", "parse_spec", "task_defaults", "preconditioned_loss", "prefix_masks", "prefix_predictions",
+    "preconditioned_gd",
     "ridge", "ridge_weights", "soft_threshold", "split_specs",
 ]

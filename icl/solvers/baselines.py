@@ -28,8 +28,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from icl.precision import highest
 from icl.checks import check_int, check_number
+from icl.precision import highest
 from icl.tasks.base import check_inputs
 
 

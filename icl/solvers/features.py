@@ -23,7 +23,7 @@ Named feature maps (`names()`; add one with `register(name, fn)`):
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -32,8 +32,11 @@ def _predict_linear(w: jax.Array, x_query: jax.Array) -> jax.Array:
 
 @highest
 def gd_weights(x_ctx, y_ctx, lr, steps: int = 1, w0=None) -> jax.Array:
-    """W after `steps` full-batch GD steps on L(W) = 1/(2N) ||X W - y||^2 from w0: [B, d]."""
+    """W after `steps` full-batch GD steps on L(W) = 1/(2N) ||X W - y||^2 from w0 ([d] or
+    [B, d]; else a ValueError naming both shapes): [B, d]."""
     b, n, d = x_ctx.shape
+    if w0 is not None and jnp.shape(w0) not in ((d,), (b, d)):
+        raise ValueError(f"gd: w0 must be [d] = {(d,)} or [batch, d] = {(b, d)}, got shape {jnp.shape(w0)}")
     w_init = jnp.zeros((b, d), x_ctx.dtype) if w0 is None else jnp.broadcast_to(jnp.asarray(w0), (b, d))
 
     def step(_, w):  # w: [B, d]

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -83,7 +83,7 @@ def prefix_predictions(solver: str | Callable, x_ctx, y_ctx, x_query, **hparams)
     single query x_query [B, d]). `solver` is a name or spec (`"ridge(lam=0.1)"`,
     `"least_squares(features=square)"`, see `solvers.parse_spec`) or a predict function (a
     solver, a model's `predict`); `hparams` are passed on (a spec's come first)."""
-    from icl import solvers  # noqa: PLC0415  (the package imports this module)
+    from icl import solvers  # the package imports this module
 
     if isinstance(solver, str):
         name, spec_hparams = solvers.parse_spec(solver)

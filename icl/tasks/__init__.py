@@ -8,13 +8,15 @@ line below.
 """
 
 from icl.tasks.base import Batch, Task, family, get, names, register
-from icl.tasks import linear, sine  # noqa: F401  (registration: one line per family)
-from icl.tasks import sparse  # noqa: F401
-from icl.tasks import pool  # noqa: F401
-from icl.tasks import classification  # noqa: F401
-from icl.tasks import relu_net  # noqa: F401
-from icl.tasks import autoregressive  # noqa: F401
-from icl.tasks import linear_distractors  # noqa: F401
-from icl.tasks import decision_tree  # noqa: F401
+
+# registration: one import line per family (the README's recipe; isort leaves this file alone)
+from icl.tasks import linear, sine  # noqa: F401  registers the families
+from icl.tasks import sparse  # noqa: F401  registers the family
+from icl.tasks import pool  # noqa: F401  registers the family
+from icl.tasks import classification  # noqa: F401  registers the family
+from icl.tasks import relu_net  # noqa: F401  registers the family
+from icl.tasks import autoregressive  # noqa: F401  registers the family
+from icl.tasks import linear_distractors  # noqa: F401  registers the family
+from icl.tasks import decision_tree  # noqa: F401  registers the family
 
 __all__ = ["Batch", "Task", "family", "get", "names", "register"]

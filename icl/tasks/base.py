@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, ClassVar, Protocol
+import inspect
+from collections.abc import Callable
+from typing import ClassVar, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -71,7 +73,7 @@ class Batch:
         return self.x_ctx.shape[2]
 
     @classmethod
-    def split(cls, x: jax.Array, y: jax.Array, n_ctx: int, w: jax.Array | None = None) -> "Batch":
+    def split(cls, x: jax.Array, y: jax.Array, n_ctx: int, w: jax.Array | None = None) -> Batch:
         """The batch whose first n_ctx pairs of x [B, N+M, d], y [B, N+M] are the context and the
         rest the queries."""
         return cls(x_ctx=x[:, :n_ctx], y_ctx=y[:, :n_ctx], x_query=x[:, n_ctx:], y_query=y[:, n_ctx:], w=w)
@@ -140,6 +142,8 @@ def register(name: str) -> Callable[[type], type]:
         _check_baselines(name, tuple(getattr(cls, "baselines", ())))
         cls.family = name
         cls.sample = _checked_sample(cls.sample, name)
+        if not getattr(cls.__init__, "checks_finite", False):  # a subclass may inherit the check
+            cls.__init__ = _checked_init(cls.__init__)
         _REGISTRY[name] = cls
         return cls
 
@@ -147,14 +151,45 @@ def register(name: str) -> Callable[[type], type]:
 
 
 def _checked_sample(sample, family_name: str):
-    """`sample` with its batch size validated first (a clear error instead of XLA's)."""
+    """`sample` with its key and batch size validated first (a clear error instead of XLA's). A
+    number is refused, not taken as a seed: tasks are drawn from two streams (`icl.tasks.rng`)."""
 
     @functools.wraps(sample)
     def checked(self, key, batch_size):
+        if isinstance(key, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{family_name}.sample: key must be a JAX random key, e.g. jax.random.key({key}) "
+                             f"(or icl.tasks.rng.key({key}), the training stream), got the number {key!r}")
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"{family_name}.sample: batch_size must be an integer >= 1, got {batch_size!r}")
         return sample(self, key, int(batch_size))
 
+    return checked
+
+
+def _floats(value):
+    """The floats in a field's value, also inside (nested) tuples and lists (ints are finite)."""
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _floats(item)
+    elif isinstance(value, (float, np.floating)):
+        yield value
+
+
+def _checked_init(init):
+    """A family's `__init__` that first refuses a field given a non-finite number (inf or nan,
+    also inside a tuple): a ValueError "<family> task: <field> must be finite", shared by every
+    family, before its own checks (`tasks.get`, `--set task.<field>=...`, `dataclasses.replace`)."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def checked(self, *args, **kwargs):
+        for field_name, value in signature.bind(self, *args, **kwargs).arguments.items():
+            if any(not np.isfinite(number) for number in _floats(value)):
+                raise ValueError(f"{getattr(type(self), 'family', type(self).__name__)} task: "
+                                 f"{field_name} must be finite, got {value!r}")
+        init(self, *args, **kwargs)
+
+    checked.checks_finite = True
     return checked
 
 

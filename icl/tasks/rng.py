@@ -48,7 +48,7 @@ def paired_bits(key_data: jax.Array, bit_width: int, shape: tuple[int, ...]) -> 
     counters = lax.iota(jnp.uint32, n_blocks)
     first, second = threefry2x32_p.bind(key_data[0], key_data[1], jnp.zeros_like(counters), counters)  # [n_blocks] each
     if bit_width == 64:
-        wide = lambda w: lax.convert_element_type(w, jnp.uint64)  # noqa: E731
+        wide = lambda w: lax.convert_element_type(w, jnp.uint64)
         return (lax.shift_left(wide(first), jnp.uint64(32)) | wide(second)).reshape(shape)
     return jnp.stack([first, second], axis=-1).reshape(-1)[:size].reshape(shape)
 

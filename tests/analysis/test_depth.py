@@ -5,7 +5,6 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
-
 from flax import nnx
 
 from icl import constructions, experiments, runs, train
@@ -26,11 +25,11 @@ def test_compare_layers_matches_layer_l_with_l_solver_steps(stack):
     config, params, batch = stack
     out = depth.compare_layers(config, params, batch, HP)
     assert len(out["layers"]) == 2 and out["final"] == out["layers"][-1]
-    for l, row in enumerate(out["layers"]):
+    for i, row in enumerate(out["layers"]):
         assert row.keys() >= {"loss", "gd_loss", "gd_plus_plus_loss", "model_cos_gd", "preds_diff_gd_plus_plus"}
         assert len(row["loss"]) == 2 and len(row["model_cos_gd"]) == 2  # per seed
-        assert row["gd_loss"] == pytest.approx(depth.solver_losses(batch, l + 1, HP)["gd_loss"], rel=1e-10)
-        assert row["gd_plus_plus_loss"] == pytest.approx(depth.solver_losses(batch, l + 1, HP)["gd_plus_plus_loss"], rel=1e-10)
+        assert row["gd_loss"] == pytest.approx(depth.solver_losses(batch, i + 1, HP)["gd_loss"], rel=1e-10)
+        assert row["gd_plus_plus_loss"] == pytest.approx(depth.solver_losses(batch, i + 1, HP)["gd_plus_plus_loss"], rel=1e-10)
         assert all(-1 <= c <= 1 for c in row["model_cos_gd"])
 
 
@@ -74,15 +73,16 @@ def test_compare_layers_against_numpy_on_the_constructions(stack):
     def close(got, want):
         assert got == pytest.approx(want, rel=1e-10, abs=1e-12)
 
-    for l, row in enumerate(out["layers"]):
-        seeds = (gd[l], pp[l])  # what each seed's model computes after layer l
-        losses = {name: 0.5 * np.mean((ref[l]["y"] - yq) ** 2) for name, ref in (("gd", gd), ("gd_plus_plus", pp))}
+    for i, row in enumerate(out["layers"]):
+        seeds = (gd[i], pp[i])  # what each seed's model computes after layer i (0-based)
+        losses = {name: 0.5 * np.mean((ref[i]["y"] - yq) ** 2) for name, ref in (("gd", gd), ("gd_plus_plus", pp))}
         close(row["gd_loss"], losses["gd"])
         close(row["gd_plus_plus_loss"], losses["gd_plus_plus"])
         close(row["loss"], [losses["gd"], losses["gd_plus_plus"]])
         assert abs(losses["gd"] - losses["gd_plus_plus"]) > 1e-2 * losses["gd"]
-        for name, ref in (("gd", gd[l]), ("gd_plus_plus", pp[l])):
-            cos = [np.mean(np.sum(m["v"] * ref["v"], 1) / (np.linalg.norm(m["v"], axis=1) * np.linalg.norm(ref["v"], axis=1))) for m in seeds]
+        for name, ref in (("gd", gd[i]), ("gd_plus_plus", pp[i])):
+            cos = [np.mean(np.sum(m["v"] * ref["v"], 1) / (np.linalg.norm(m["v"], axis=1) * np.linalg.norm(ref["v"], axis=1)))
+                   for m in seeds]
             close(row[f"model_cos_{name}"], cos)
             close(row[f"preds_diff_{name}"], [np.mean(np.abs(m["y"] - ref["y"])) for m in seeds])
             close(row[f"model_diff_{name}"], [np.mean(np.linalg.norm(m["v"] - ref["v"], axis=1)) for m in seeds])
@@ -127,7 +127,7 @@ def test_a_diverged_run_is_evaluated_at_its_last_good_checkpoint(tmp_path):
 
     summary, params, message = runs.train_or_last_good(config, tmp_path, diverging)
     assert summary == {"diverged_at_checkpoint": 20} and message == "loss is nan at step 30"
-    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(run.params)):
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(run.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     summary, params, message = runs.train_or_last_good(config, tmp_path)  # finished: reused
     assert message is None and summary["model"]

@@ -45,7 +45,8 @@ def test_distances_isotropic_diagonal_and_noisy(gaussian_lsa_config, preconditio
     d = gamma_star.distances(noisy, star)
     assert d["gamma_star"] == 0.0 and d["noiseless_gamma_star"] > 0.05 and d["noiseless_vs_noisy_gamma_star"] > 0.05
     np.testing.assert_allclose(gamma_star.optimum(noisy, noisy=False), solvers.gamma_star(noisy.task.input_covariance, N_CTX))
-    assert gamma_star.distances_to_optimum(noisy, runs.stack_seeds([preconditioner_layer(star)] * 2)) == pytest.approx([0.0, 0.0], abs=1e-12)
+    at_star = runs.stack_seeds([preconditioner_layer(star)] * 2)
+    assert gamma_star.distances_to_optimum(noisy, at_star) == pytest.approx([0.0, 0.0], abs=1e-12)
 
 
 def test_summarise_converged_seeds_and_extra_terms(gaussian_lsa_config, preconditioner_layer):

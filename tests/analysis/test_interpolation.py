@@ -91,7 +91,7 @@ def test_ood_sweep_follows_gd_at_every_scale():
 
 
 def test_piece_table_orders_steps_numerically():
-    row = lambda v: {"model_loss": [v], "interp_loss": [v + 1], "interp_model_cos": [1.0], "model_cos": [0.5], "gd_loss": v / 2}  # noqa: E731
+    row = lambda v: {"model_loss": [v], "interp_loss": [v + 1], "interp_model_cos": [1.0], "model_cos": [0.5], "gd_loss": v / 2}
     table = interpolation.piece_table({"1000": row(3.0), "200": row(2.0), "0": row(1.0)})
     assert table["steps"] == [0, 200, 1000]
     assert table["model_loss"] == [[1.0], [2.0], [3.0]] and table["gd_loss"] == [0.5, 1.0, 1.5]

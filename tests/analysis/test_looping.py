@@ -27,7 +27,7 @@ def test_scale_out_scales_only_the_output_projection(setup):
     paths = jax.tree_util.tree_flatten_with_path(params)[0]
     new = jax.tree.leaves(scaled)
     assert any(getattr(p[-1], "key", None) == "out" for p, _ in paths)
-    for (path, old), leaf in zip(paths, new):
+    for (path, old), leaf in zip(paths, new, strict=True):
         factor = 0.5 if getattr(path[-1], "key", None) == "out" else 1.0
         np.testing.assert_array_equal(np.asarray(leaf), factor * np.asarray(old))
 

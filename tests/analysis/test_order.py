@@ -50,7 +50,7 @@ def test_order_sensitivity_closed_form():
 def test_gd_and_paired_models_are_order_invariant_sgd_and_positions_are_not(batch):
     x, y = order.permute_contexts(jax.random.key(2), batch.x_ctx, batch.y_ctx, 4)
     eta = 3.0
-    gd = lambda xc, yc, xq: solvers.gd(xc, yc, xq, lr=eta, steps=1)  # noqa: E731
+    gd = lambda xc, yc, xq: solvers.gd(xc, yc, xq, lr=eta, steps=1)
     sgd = online_sgd.matched_online_sgd(eta, N)
     lsa = models.build(models.ModelConfig(n_layers=1, init_scale=1.0), D, jax.random.key(3))
     softmax = models.build(models.ModelConfig(n_layers=2, attention="softmax", layernorm=True, mlp=True, init_scale=1.0), D,

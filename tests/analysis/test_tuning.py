@@ -15,7 +15,7 @@ def batch():
 
 
 def test_minimise_1d_finds_an_interior_minimum_to_high_precision():
-    f = lambda t: (t - 0.3137) ** 2 + 1.0  # noqa: E731
+    f = lambda t: (t - 0.3137) ** 2 + 1.0
     assert tuning.minimise_1d(f, 0.0, 1.0) == pytest.approx(0.3137, abs=1e-7)
 
 
@@ -25,7 +25,7 @@ def test_minimise_1d_stays_in_the_interval_when_the_minimum_is_at_an_end():
 
 
 def test_minimise_1d_ignores_non_finite_values():
-    f = lambda t: jnp.where(t > 0.8, jnp.nan, (t - 0.5) ** 2)  # noqa: E731
+    f = lambda t: jnp.where(t > 0.8, jnp.nan, (t - 0.5) ** 2)
     assert tuning.minimise_1d(f, 0.0, 1.0, n_grid=51) == pytest.approx(0.5, abs=1e-6)
 
 
