@@ -224,8 +224,7 @@ def _quiet_closed_loop_traces() -> None:
     hit asyncio's closed loop while the main thread is still unwinding the failure it then reports
     in one line; callbacks from C report through `sys.unraisablehook` or, via PyErr_Print,
     `sys.excepthook`, Python threads through `threading.excepthook`. Closing the checkpoint manager
-    after the failed save made these traces rare, not impossible (1 of ~3 full test-suite runs on
-    2026-11-29 printed one)."""
+    after the failed save makes these traces rare, not impossible, so they are filtered here."""
     unraisable, uncaught, thread = sys.unraisablehook, sys.excepthook, threading.excepthook
     sys.unraisablehook = lambda args: None if _closed_loop(args.exc_value) else unraisable(args)
     sys.excepthook = lambda kind, value, tb: None if _closed_loop(value) else uncaught(kind, value, tb)

@@ -215,8 +215,8 @@ MAX_PENDING_SAVES = 2  # states handed to the writer and not on disk: one being 
 MAX_PENDING_BYTES = 256 << 20  # ... and at most this much state held for it (at least one state)
 TIME_EVERY = 8  # one full chunk in this many is timed alone, for the summary's loop_overhead
 # the writer thread's nice value above the process's: on a CPU its save work (orbax's Python and
-# threads) then yields to the training instead of sharing the cores with it (2-core CPU, batch 16:
-# the loop at 72-80 % of the bare chunk's steps/s instead of 61-69 %, the writes no slower in all)
+# threads) then yields to the training instead of sharing the cores with it: the loop keeps more
+# of the bare chunk's rate, and the writes take no longer in all
 WRITER_NICE = 10
 LOG_FLUSH_S = 1.0  # the log is flushed at most this often while training, and before every checkpoint
 
@@ -564,7 +564,7 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
     steady_s = clock.t_end - clock.t0 if clock.steps else None
     overhead = None
     if steady_s:  # clipped to [0, 1]: the chunks timed alone are noisy samples, and on a loaded
-        # machine their median can exceed the loop's own time per chunk (measured: -0.17 unclipped)
+        # machine their median can exceed the loop's own time per chunk (a negative overhead)
         compute = _compute_s(trainer, evaluate, params, opt_state, keys, eval_batch, done, clock)
         overhead = round(min(max(1 - compute / steady_s, 0.0), 1.0), 3)
     table = final_table(config, params, config.compare_against, cfg.final_eval_tasks)

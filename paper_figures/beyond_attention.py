@@ -7,7 +7,8 @@ train at every position (train.objective = "causal"), then on held-out sequences
 prefix length k the normalised error (Garg et al.'s units, icl.analysis.prefix_curves) of the
 model and of every learner, and fit the fixed-scale learners a causal layer can compute (GD with
 a fixed output scale, exponentially weighted GD, online SGD; icl.analysis.recurrent) to the model
-on half of the tasks, measuring on the other half which one it matches and from which k on.
+on half of the tasks, measuring on the other half which one it matches and from which k on, beside
+the task's own targets (least squares, ridge, kernel ridge) as they are.
 
     python paper_figures/beyond_attention.py            # 20 runs, 4,000 / 3,000 steps of batch 64
     python paper_figures/beyond_attention.py --quick    # 150 steps each (smoke test)
@@ -24,6 +25,7 @@ from icl.analysis import prefix_curves, recurrent
 from icl.experiments import recurrent as study
 
 NAME = "beyond_attention"
+CONVERGED = 0.1  # a deep model's error past k = d + 2 on noiseless linear regression (least squares: 0)
 TEST_TASKS = {"full": 2000, "quick": 200}
 LEARNERS = {
     "linear": ("least_squares", "gd", "online_sgd", "weighted_gd", "averaging", "knn"),
@@ -56,6 +58,7 @@ def evaluate(config, summary, params, n_tasks: int) -> dict:
     half = n_tasks // 2
     fits = recurrent.fit_learners(pred[:half], x[:half], y[:half])
     test = recurrent.fitted_predictions(fits, x[half:], y[half:])
+    test.update({n: learned[n][half:] for n in ("least_squares", "ridge", "kernel_ridge") if n in learned})  # the targets
     matched = recurrent.match(pred[half:], test)
     mean = {n: np.asarray(c["mean"]) for n, c in curves.items()}
     k = np.arange(x.shape[1])
@@ -85,10 +88,14 @@ def verdicts(results: list[dict]) -> dict:
     ssm = {task: (gap("deep", "mamba", task), gap("deep", "gpt2", task)) for task in study.DEEP_TASKS}
     if all(None not in v for v in ssm.values()):
         close = {task: m <= g + 0.05 for task, (m, g) in ssm.items()}
+        converged = ssm["linear"][1] <= CONVERGED
+        verdict = "held" if all(close.values()) else "held in part" if any(close.values()) else "did not hold"
         out["mamba_reaches_transformer_level"] = {
-            "verdict": "held" if all(close.values()) else "held in part" if any(close.values()) else "did not hold",
+            "verdict": verdict if converged or verdict != "held" else "held in part",
             "error_past_d_plus_2": {task: {"mamba": m, "gpt2": g} for task, (m, g) in ssm.items()},
-            "rule": "Mamba's mean normalised error over k >= d + 2 within 0.05 of GPT-2's, per task"}
+            "transformer_converged": converged,
+            "rule": "Mamba's mean normalised error over k >= d + 2 within 0.05 of GPT-2's, per task; only 'held in part' "
+                    f"while GPT-2 itself is above {CONVERGED} on linear regression (not converged at this budget)"}
     delta = by.get(("rec", "deltanet", "linear"))
     if delta:
         row = delta["match"]["learners"]["online_sgd"]

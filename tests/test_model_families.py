@@ -6,6 +6,7 @@ TPU / GPU with the [aot] extra). A new family is picked up here with no edit to 
 
 import dataclasses
 import importlib.util
+import os
 import shutil
 
 import jax
@@ -114,13 +115,30 @@ def test_trains_evaluates_and_resumes_bit_for_bit(tmp_path, name, objective):
     jax.tree.map(np.testing.assert_array_equal, straight, train.load_params(broken)[1])
 
 
-HAVE_TPU = importlib.util.find_spec("libtpu") is not None
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+AOT_EXTRA = "needs the [aot] extra: pip install -e '.[test,aot]'"
+TARGETS = [
+    "cpu",
+    pytest.param("tpu:v5e:2x2", marks=pytest.mark.skipif(not _installed("libtpu"), reason=AOT_EXTRA)),
+    pytest.param("gpu:h100:1", marks=pytest.mark.skipif(
+        not (_installed("jax_plugins.xla_cuda12") and _installed("nvidia.cuda_nvcc")), reason=AOT_EXTRA)),
+]
 
 
 @pytest.mark.parametrize(("name", "objective"), CASES)
-@pytest.mark.parametrize("target", ["cpu", pytest.param("tpu:v5e:2x2", marks=pytest.mark.skipif(
-    not HAVE_TPU, reason="needs the [aot] extra: pip install -e '.[test,aot]'"))])
-def test_compiles_ahead_of_time(name, objective, target):
+@pytest.mark.parametrize("target", TARGETS)
+def test_compiles_ahead_of_time(name, objective, target, request):
+    if name == "gpt2" and target.startswith("gpu") and "--xla_gpu_enable_triton_gemm=false" not in os.environ.get("XLA_FLAGS", ""):
+        # XLA:GPU (jax 0.10.2) cannot tile the read-in's dot (contraction d + 1 < 16) at "highest"
+        # precision with Triton: "Couldn't find output tile sizes"; cuBLAS (the flag) compiles it
+        request.applymarker(pytest.mark.xfail(raises=aot.AotCompileError, strict=True,
+                                              reason="XLA:GPU Triton GEMM tiling; XLA_FLAGS=--xla_gpu_enable_triton_gemm=false"))
     config = experiment(name, objective, batch_size=8, eval_tasks=8, final_eval_tasks=8, dtype="float32")
     report = aot.compile_experiment(config, target, programs=("train", "eval"))
     assert {p.name for p in report.programs} >= {"train", "eval"}

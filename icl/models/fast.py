@@ -25,12 +25,9 @@ without the work that cannot affect them:
     whose backward passes avoid XLA:CPU's transposed-operand dots (3-4x slower than a
     materialised transpose and a plain product) and take softmax's one-pass form.
 
-Measured (whole train steps, batch 2048, one seed, the real `Trainer`, same process, one XLA
-thread): softmax (one layer) 6.3x the token path; classic tokens (fig. 5) 3.5x from the first
-three points and another 1.4x from `lazy_last_two`. Things that measured slower and were
-dropped: building the separate layout's first-layer products from its pieces (f(x), y and
-the one-hot codes: fewer multiply-adds, more, smaller ops: 0.75x), updating context and queries
-as one array (0.85x), a feature-major embedding MLP (0.67x), XLA's unrolled threefry (0.85x).
+Not used, because slower on XLA:CPU: building the separate layout's first-layer products from
+its pieces (f(x), y and the one-hot codes: fewer multiply-adds, but more, smaller ops), updating
+context and queries as one array, a feature-major embedding MLP, XLA's unrolled threefry.
 
 Everything is the same mathematics as the token path, reassociated; `tests/test_fast_paths.py`
 checks values and parameter gradients against the token path in float64 for every family.

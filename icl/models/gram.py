@@ -23,42 +23,31 @@ Exact ways to run L such layers (`METHODS`, and `VECTORS`):
             layer's B_j) is evaluated right to left as row vectors times C, so no per-task
             D x D matrix is ever multiplied by another, and C, a function of the data alone
             (without an embedding), needs no gradient. "auto" takes it for every two-layer
-            unclipped stack (figure 2's shared pair: 1.8x "tokens").
+            unclipped stack, where it runs faster than "tokens".
 
 In all, the last layer computes only the read-out (label) slot of the queries, with the last
 column of each B_h. The per-task products of the layers that move every token, and of
-"vectors", are `icl.models.fast`'s `bmm` / `bmm_nt` / `matmul`, whose backward passes avoid
-XLA:CPU's slow transposed-operand dots (figure 2's clipped 5-layer stack: 1.3-1.6x the plain
-einsums); the one-row products of the last layer stay plain einsums (their backward passes are
-outer products XLA does well: 1.04x, and 1.14x with figure 4's embedding, over the custom ones).
+"vectors", are `icl.models.products`' `bmm` / `bmm_nt` / `matmul`, whose backward passes avoid
+XLA:CPU's slow transposed-operand dots; the one-row products of the last layer stay plain
+einsums (their backward passes are outer products, which XLA:CPU runs at least as fast as the
+custom ones).
 
 Activation clipping (`clip_activations`, the official recipe for deep stacks) clips every token
 after each layer; the token form applies it as it goes (the map form cannot, so a clipped stack
-always takes "tokens"). Figure 2's clipped 4- and 5-layer runs (5 vmapped seeds, batch 2048) train
-at 10.4 and 8.5 steps/s this way, against 4.8 and 3.9 through `AttentionLayer` (idle machine).
+always takes "tokens", which still avoids `AttentionLayer`'s per-token q, k, v projections).
 
 "auto" (`choose_method`, for other than two unclipped layers) takes the method with fewer
 multiply-adds: "tokens" for deep stacks when (N + M)(N + D) <= 2 D^2, and for one layer when
 2 M <= D (K then costs O(M N D), less than forming C). `tests/test_gram.py` checks "tokens" and
 "maps", `tests/test_fast_paths.py` "vectors", against the token-space model in float64.
 
-Measured (`benchmarks/bench_depth_paths.py`: whole train steps of the paper_1layer setup, batch
-2048, float32, XLA:CPU on 2 shared cores, the variants interleaved; medians of 7 rounds of the
-process CPU time per step; issue #8). Speed-up of "tokens" over "maps":
-  N = 10 (D = 11, M = 1): L = 1: 1.63x, L = 2: 1.79x (shared 1.82x), L = 4: 1.36x (1.36x),
-                          L = 8: 1.25x (1.24x)
-  L = 4, separate layers: N = 15: 0.92x, N = 20: 0.74x, N = 40: 0.31x
-  L = 1, N = 40: 1.19x;   L = 2, N = 40: 0.48x
-At this size the step is bound by memory traffic, not arithmetic (XLA's cost analysis at L = 8:
-~0.46 GFLOP and ~330 MB accessed per step for "tokens", 0.49 GFLOP and 380 MB for "maps"):
-the kernel form moves fewer bytes than forming C, and with one head the head axis is dropped
-(it cost 20-30% more bytes in layout changes). Things that measured slower: forming C per layer
-(E <- E + ((E A) C) B: 0.91x of "maps" at L = 8; with the custom backward passes 1.02x of
-"tokens", kept out), `AttentionLayer`'s q/k/v form (0.6x), splitting the batch into chunks with
-lax.map (0.3-1.0x), replacing the batched 11 x 11 dots by unrolled broadcast-multiply-adds
-(0.03-0.5x, although a single such product alone ran 4x faster than XLA's batched dot; a
-feature-major, batch-minor layout of the same: 0.03x) and "vectors" for one layer (0.8x).
-A/B numbers from one shared machine vary by ~10-20% run to run.
+Why "tokens" at the paper's size: the step is bound by memory traffic, not arithmetic, and the
+kernel form moves fewer bytes than forming C; with one head the head axis is dropped (its layout
+changes cost 20-30% more bytes). Not used, because slower on XLA:CPU: forming C per layer
+(E <- E + ((E A) C) B), `AttentionLayer`'s q/k/v form, splitting the batch into chunks with
+lax.map, replacing the batched 11 x 11 dots by unrolled broadcast-multiply-adds (or by a
+feature-major, batch-minor layout of them) and "vectors" for one layer.
+`benchmarks/bench_depth_paths.py` times the forms side by side.
 """
 
 from __future__ import annotations
@@ -93,8 +82,8 @@ def choose_method(n_ctx: int, n_query: int, token_dim: int, n_layers: int) -> st
       one layer:   "tokens" when 2 M <= D (no C at all), else "maps";
       deeper:      "tokens" when T (N + D) <= 2 D^2 (the middle layers dominate), else "maps".
     The backward pass scales both by about 2. At the paper's size (N = 10, M = 1, D = 11) every
-    depth takes "tokens"; from N = 11 on, deeper stacks take "maps". Measured crossover: see the
-    module docstring.
+    depth takes "tokens"; from N = 11 on, deeper stacks take "maps". The measured crossover:
+    `benchmarks/bench_depth_paths.py`.
     """
     if n_layers == 1:
         return "tokens" if 2 * n_query <= token_dim else "maps"
@@ -151,7 +140,7 @@ def _token_update(tokens: jax.Array, ctx: jax.Array, a: jax.Array, b: jax.Array)
     The same as `_update` with C = X^T X, but through the kernel K_h = (E A_h) X^T [S, N], which
     XLA:CPU runs with less memory traffic than forming C. Heads are looped over (no head axis:
     its layout changes cost ~20% more bytes), their K_h X concatenated into one product with the
-    stacked B_h. The per-task products are `icl.models.fast`'s `bmm` / `bmm_nt`, whose backward
+    stacked B_h. The per-task products are `icl.models.products`' `bmm` / `bmm_nt`, whose backward
     passes avoid XLA:CPU's slow transposed-operand batched dots.
     """
     mixed = [bmm(bmm_nt(matmul(tokens, a[h]), ctx), ctx) for h in range(a.shape[0])]  # K_h X [B, S, D]
