@@ -261,6 +261,28 @@ CHECKS["claim6_nonlinear_one_step"] = [
 ]
 
 
+
+# -- claim 8: optimiser quirks of a 3-layer linear LSA (Adam vs SGD, gradient noise; 1,000 steps of batch 128) --
+CHECKS["claim8_optimizer_quirks"] = [
+    Check("Adam (tuned lr, clip 1): final held-out loss / one-step GD loss (mean of 2 seeds)",
+          lambda n: mean(n["runs"]["clipped"]["adam"]["final_loss"]) / n["references"]["gd_loss"], 0.0, 0.05, 0.0039,
+          "untrained (zero predictor) 4.6; a 3-layer stack stuck at one GD step's level 1.0; the SGD runs 0.3",
+          "seeds 0.0013 and 0.0065: a 3-layer stack goes far below one GD step; spikes of a seed move it, not past 0.05"),
+    Check("Adam: first step at 0.1 x one-step GD loss (mean of 2 seeds; evaluations every 25 steps)",
+          lambda n: mean(n["speed"]["clipped"]["0.1x_gd"]["steps"]["adam"]), 75, 450, 175,
+          "a run that never gets there: null (not readable, fails); the SGD runs: 600 or never",
+          "seeds 150 and 200; the full run's three 250-350"),
+    Check("gradient noise at Adam's middle checkpoint, minibatches of 128: Hill tail index of the norms (mean of 2 seeds)",
+          lambda n: mean(n["noise_summary"]["adam_mid"]["minibatch_noise_hill_index"]), 0.5, 3.5, 1.95,
+          "Gaussian noise of the same covariance: 6-15 (the record's reference); the noise at the initial weights: 6.9-7.7",
+          "seeds 1.52 and 2.37 from 500 minibatches (k = 25: sampling sd ~20 %)"),
+    Check("linear control model (y_hat = theta . x_q), minibatches of 128: kurtosis of the noise norms",
+          lambda n: n["noise_summary"]["linear_control"]["minibatch_noise_kurtosis"], 2.5, 4.5, 3.34,
+          "the LSA's noise: 25-380; a statistic that is not the Pearson kurtosis (e.g. excess): ~0.3",
+          "a sum of 128 products of Gaussians: nearly Gaussian (3); 500 samples give sd ~0.3"),
+]
+
+
 def scripts() -> list[str]:
     """The figure and claim scripts (as run_all.py finds them)."""
     return sorted(p.stem for p in [*HERE.glob("fig*.py"), *HERE.glob("claim*.py")])

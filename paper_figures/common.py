@@ -15,12 +15,13 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
 import jax
 
-from icl import runs
+from icl import pretrained, runs
 from icl.config import ExperimentConfig
 from icl.plots import band, pyplot  # noqa: F401  (the figure scripts use common.band / common.pyplot)
 
@@ -39,6 +40,11 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument(
         "--batch-size", type=int, default=None,
         help="full mode with this training batch instead of the paper's (an intermediate setting, labelled)",
+    )
+    parser.add_argument(
+        "--pretrained", action="store_true",
+        help="start from the models shipped with the package (icl.pretrained) where one has the run's exact config: "
+        "no training for those runs",
     )
     args = parser.parse_args()
     args.out = args.out or (HERE / "quick" if args.quick else HERE)
@@ -59,7 +65,10 @@ def use_compilation_cache(folder: Path) -> None:
 def run(config: ExperimentConfig, args: argparse.Namespace) -> tuple[dict, dict]:
     """Train `config` (or reuse the finished run) in <out>/runs/<config.name>; (summary, params).
     Adds the run's training wall time to args.train_wall_s (the numbers file reports the sum)."""
-    summary, trained = runs.train_run(config, args.out / "runs" / config.name)
+    run_dir = args.out / "runs" / config.name
+    if getattr(args, "pretrained", False) and not run_dir.exists() and pretrained.matches(config):
+        shutil.copytree(pretrained.path(config.name), run_dir)  # a finished run: train_run reuses it
+    summary, trained = runs.train_run(config, run_dir)
     args.train_wall_s = getattr(args, "train_wall_s", 0.0) + float(summary.get("wall_s", 0.0))
     return summary, trained.params
 

@@ -12,13 +12,16 @@ orbax checkpoint (parameters of every seed and the optimiser state; no pickles).
     run = pretrained.run("fig1_one_layer")      # an icl.runs.Run: config, summary, log, params [S, ...]
 
 and on the command line `pretrained:NAME` stands for the directory wherever a run directory is
-accepted (`icl compare pretrained:fig1_one_layer --against gd`). `tests/test_pretrained.py`
+accepted (`icl compare pretrained:fig1_one_layer --against gd`), and the figure scripts' `--pretrained`
+copies a shipped run whose config is exactly the script's (`matches`) instead of training it.
+`tests/test_pretrained.py`
 reloads each and reproduces the held-out loss its summary records; `python
 paper_figures/export_pretrained.py RUN_DIR ...` makes them from finished run directories.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -54,6 +57,15 @@ def output_dir(run_dir: str | Path) -> Path:
     package is never written to."""
     text = str(run_dir)
     return Path("runs") / "pretrained" / text.removeprefix(PREFIX) if is_pretrained(text) else Path(run_dir)
+
+
+def matches(config) -> bool:
+    """Whether a shipped model has `config`'s name and exactly its config (so it is that run)."""
+    from icl.config import ExperimentConfig  # here: keep `import icl.pretrained` light
+
+    if config.name not in names():
+        return False
+    return ExperimentConfig.from_dict(json.loads((ROOT / config.name / "config.json").read_text())) == config
 
 
 def run(name: str):
