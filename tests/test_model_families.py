@@ -134,6 +134,8 @@ TARGETS = [
 @pytest.mark.parametrize(("name", "objective"), CASES)
 @pytest.mark.parametrize("target", TARGETS)
 def test_compiles_ahead_of_time(name, objective, target, request):
+    if target.startswith("gpu") and objective != "causal":
+        pytest.skip("GPU: the causal objective only, to keep CI short (both objectives compile for TPU)")
     if name == "gpt2" and target.startswith("gpu") and "--xla_gpu_enable_triton_gemm=false" not in os.environ.get("XLA_FLAGS", ""):
         # XLA:GPU (jax 0.10.2) cannot tile the read-in's dot (contraction d + 1 < 16) at "highest"
         # precision with Triton: "Couldn't find output tile sizes"; cuBLAS (the flag) compiles it
