@@ -108,6 +108,8 @@ class DeltaNetConfig(SequenceConfig):
       chunk: C, the chunk size of scan "chunked".
     """
 
+    SIZES: ClassVar[dict[str, dict]] = SIZES
+
     SCANS: ClassVar[tuple[str, ...]] = SCANS
 
     scan: str = "sequential"
@@ -131,12 +133,6 @@ class DeltaNetConfig(SequenceConfig):
         ):
             raise ValueError(f"{self.family}: beta_max must be a finite number > 0, got {self.beta_max!r}")
 
-    @classmethod
-    def named(cls, name: str, **overrides) -> DeltaNetConfig:
-        """The named size `name` (a key of `SIZES`), with fields replaced by `overrides`."""
-        if name not in SIZES:
-            raise ValueError(f"deltanet: unknown size {name!r}; known: {sorted(SIZES)}")
-        return cls(**{**SIZES[name], **overrides})
 
     def mixer(self, dim: int, rngs: nnx.Rngs) -> DeltaRule:
         return DeltaRule(self, dim, rngs=rngs)

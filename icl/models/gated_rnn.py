@@ -106,6 +106,8 @@ class GatedRNNConfig(SequenceConfig):
       decay: (low, high), 0 < low <= high < 1: lambda ~ U[low, high] per unit at init.
     """
 
+    SIZES: ClassVar[dict[str, dict]] = SIZES
+
     SCANS: ClassVar[tuple[str, ...]] = SCANS
 
     state_size: int = 0
@@ -121,12 +123,6 @@ class GatedRNNConfig(SequenceConfig):
             raise ValueError(f"{self.family}: decay must be a pair (low, high) with 0 < low <= high < 1, got {pair!r}")
         object.__setattr__(self, "decay", tuple(float(v) for v in pair))
 
-    @classmethod
-    def named(cls, name: str, **overrides) -> GatedRNNConfig:
-        """The named size `name` (a key of `SIZES`), with fields replaced by `overrides`."""
-        if name not in SIZES:
-            raise ValueError(f"{_OWNER}: unknown size {name!r}; known: {sorted(SIZES)}")
-        return cls(**{**SIZES[name], **overrides})
 
     def units(self, dim: int) -> int:
         """S for token width D: state_size, or D * D when it is 0."""

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -112,6 +113,8 @@ class MambaConfig(SequenceConfig):
       dt_min, dt_max: Delta starts at dt ~ logUniform[dt_min, dt_max] per channel (Mamba's).
     """
 
+    SIZES: ClassVar[dict[str, dict]] = SIZES
+
     state_size: int = 16
     expand: int = 2
     activation: str = "silu"
@@ -130,12 +133,6 @@ class MambaConfig(SequenceConfig):
         if self.dt_min > self.dt_max:
             raise ValueError(f"{self.family}: dt_min must be <= dt_max, got {self.dt_min!r} > {self.dt_max!r}")
 
-    @classmethod
-    def named(cls, name: str, **overrides) -> MambaConfig:
-        """The named size `name` (a key of `SIZES`), with fields replaced by `overrides`."""
-        if name not in SIZES:
-            raise ValueError(f"mamba: unknown size {name!r}; known: {sorted(SIZES)}")
-        return cls(**{**SIZES[name], **overrides})
 
     def mixer(self, dim: int, rngs: nnx.Rngs) -> SelectiveSSM:
         return SelectiveSSM(self, dim, rngs=rngs)

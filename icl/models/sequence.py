@@ -67,6 +67,7 @@ class SequenceConfig:
     """
 
     SCANS: ClassVar[tuple[str, ...]] = SCANS
+    SIZES: ClassVar[dict[str, dict]] = {}  # the family's named sizes (`named`)
 
     n_layers: int = 1
     width: int = 0
@@ -89,6 +90,13 @@ class SequenceConfig:
             raise ValueError(f"{owner}: init_scale must be a finite number > 0, got {self.init_scale!r}")
         if self.scan not in self.SCANS:
             raise ValueError(f"{owner}: scan must be one of {', '.join(self.SCANS)}, got {self.scan!r}")
+
+    @classmethod
+    def named(cls, name: str, **overrides) -> SequenceConfig:
+        """The named size `name` (a key of the family's `SIZES`), with fields replaced by `overrides`."""
+        if name not in cls.SIZES:
+            raise ValueError(f"{cls.family}: unknown size {name!r}; known: {sorted(cls.SIZES)}")
+        return cls(**{**cls.SIZES[name], **overrides})
 
     def objectives(self) -> tuple[str, ...]:
         """"causal" (`predict_prefixes`) and "query" (`predict`), as `icl.models.registry`."""
