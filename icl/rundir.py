@@ -60,7 +60,7 @@ def naming_config(config) -> dict:
 
 # Fields added after run directories were first named, with the value every older run had: at
 # that value they stay out of the name, so an existing directory keeps its name (and resumes).
-ADDED_FIELDS = (("model", "family", "lsa"), ("train", "objective", "query"))
+ADDED_FIELDS = (("model", "family", "lsa"), ("train", "objective", "query"), ("task", "weight_mean", 0.0))
 
 
 def _at_default(config, dotted: str):

@@ -6,6 +6,8 @@ Prior:
   x ~ N(0, Sigma)                          (input_dist="gaussian"; Sigma isotropic, diagonal with
                                            a condition number, randomly rotated, or given)
   w ~ N(0, tau^2 I),  eps ~ N(0, sigma^2)  (tau = weight_std, sigma = noise_std)
+  w ~ N(m 1, tau^2 I)                      (m = weight_mean != 0: task vectors with a non-zero
+                                           mean, |mu| = |m| sqrt(d); m = 0 draws the same w as before)
 and every x is finally multiplied by `input_scale` (the out-of-distribution alpha).
 Labels of context and query points carry the same noise.
 """
@@ -51,6 +53,7 @@ class LinearRegression:
     input_scale: float = 1.0
     weight_std: float = 1.0
     noise_std: float = 0.0
+    weight_mean: float = 0.0
 
     def __post_init__(self):
         name = "linear task"
@@ -128,6 +131,8 @@ class LinearRegression:
         key_x, key_w, key_noise = jax.random.split(key, 3)
         x = self._inputs(key_x, batch_size)  # [B, N+M, d]
         w = self.weight_std * jax.random.normal(key_w, (batch_size, self.d), x.dtype)  # [B, d]
+        if self.weight_mean != 0:
+            w = w + self.weight_mean
         y = jnp.einsum("bnd,bd->bn", x, w)  # [B, N+M]
         if self.noise_std > 0:
             y = y + self.noise_std * jax.random.normal(key_noise, y.shape, y.dtype)
