@@ -58,13 +58,10 @@ def causal_errors(batch, lr: float, layers: int) -> tuple[jax.Array, jax.Array]:
     rate lr (t - 1) / N; meaningful for layers = 1) and against `causal_prefix_gd` (any layers)."""
     x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)  # [B, T, d]
     y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)  # [B, T]
-    d, n_ctx, t = x.shape[2], batch.x_ctx.shape[1], x.shape[1]
+    d, n_ctx = x.shape[2], batch.x_ctx.shape[1]
     model = constructions.gd_model(d, n_ctx, lr=lr, layers=layers, dtype=x.dtype)
     got = model.predict_prefixes(x, y)  # [B, T]
-    gd_each = [jnp.zeros_like(y[:, 0])] + [
-        solvers.gd(x[:, :k], y[:, :k], x[:, k], lr=lr * k / n_ctx, steps=1) for k in range(1, t)
-    ]
-    gd_err = jnp.max(jnp.abs(got - jnp.stack(gd_each, axis=1)))
+    gd_err = jnp.max(jnp.abs(got - solvers.fixed_scale_prefixes(solvers.gd, x, y, lr, n_ctx, steps=1)))
     learner_err = jnp.max(jnp.abs(got - causal_prefix_gd(x, y, lr, n_ctx, layers)))
     return gd_err, learner_err
 

@@ -115,6 +115,14 @@ def _naive_weighted_gd(x, y, lr, n_ref, decay):
     return want
 
 
+def _learner(x, y, lr, n_ref, decay):
+    """The construction's learner on every prefix at rate lr t / n_ref: one solvers.gd step
+    (decay 1) or solvers.weighted_gd."""
+    if decay == 1:
+        return solvers.fixed_scale_prefixes(solvers.gd, x, y, lr, n_ref, steps=1)
+    return solvers.fixed_scale_prefixes(solvers.weighted_gd, x, y, lr, n_ref, decay=decay)
+
+
 @pytest.mark.parametrize("form", mamba.MambaConfig.SCANS)
 @pytest.mark.parametrize("decay", [1.0, 0.8])
 def test_gd_construction_is_one_gd_step_on_every_prefix(form, decay):
@@ -124,14 +132,14 @@ def test_gd_construction_is_one_gd_step_on_every_prefix(form, decay):
     lr, n_ref = 0.7, 6
     model = mamba.gd_model(D, lr=lr, n_ref=n_ref, decay=decay, scan=form)
     got = model.predict_prefixes(x, y)
-    np.testing.assert_allclose(got, mamba.learner_prefix_predictions(x, y, lr, n_ref, decay), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got, _learner(x, y, lr, n_ref, decay), rtol=0, atol=1e-12)
     np.testing.assert_allclose(got, _naive_weighted_gd(x, y, lr, n_ref, decay), rtol=0, atol=1e-12)
     if decay == 1:  # the library's plain GD too, not only weighted_gd at decay 1
         want = jnp.stack([jnp.zeros_like(y[:, 0])] + [solvers.gd(x[:, :k], y[:, :k], x[:, k], lr=lr * k / n_ref)
                                                       for k in range(1, x.shape[1])], axis=1)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
     grads = [jax.grad(lambda x_, f=f: jnp.sum(jnp.sin(f(x_, y))))(x)
-             for f in (model.predict_prefixes, lambda x_, y_: mamba.learner_prefix_predictions(x_, y_, lr, n_ref, decay))]
+             for f in (model.predict_prefixes, lambda x_, y_: _learner(x_, y_, lr, n_ref, decay))]
     assert bool(jnp.all(jnp.isfinite(grads[0])))
     np.testing.assert_allclose(grads[0], grads[1], rtol=0, atol=1e-12)
     # the query interface: every query against the whole context is the GD step on it

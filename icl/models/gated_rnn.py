@@ -256,15 +256,6 @@ def gd_model(d: int, lr: float, n_ref: int, decay: float = 1.0, scan: str = "par
     return model
 
 
-def gd_per_prefix(x: jax.Array, y: jax.Array, lr: float, n_ref: int) -> jax.Array:
-    """The learner of `gd_model`: position t (0-based) -> one `solvers.gd` step on the t pairs
-    before it at rate lr t / n_ref (0 at t = 0); x [B, T, d], y [B, T] -> [B, T]."""
-    from icl import solvers  # solvers imports the models package; import here, not at module load
-
-    return jnp.stack([jnp.zeros_like(y[:, 0])] + [
-        solvers.gd(x[:, :t], y[:, :t], x[:, t], lr=lr * t / n_ref, steps=1) for t in range(1, x.shape[1])], axis=1)
-
-
 @highest
 def verify_errors(batch: Batch, lr: float = 1.0) -> dict[str, float]:
     """max |gd_model - one GD step| over every prefix of the sequences [context, queries] of
@@ -272,5 +263,8 @@ def verify_errors(batch: Batch, lr: float = 1.0) -> dict[str, float]:
     x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)  # [B, T, d]
     y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)  # [B, T]
     d, n_ref = x.shape[2], batch.x_ctx.shape[1]
+    from icl import solvers  # solvers imports the models package; import here, not at module load
+
     got = gd_model(d, lr, n_ref, dtype=x.dtype).predict_prefixes(x, y)
-    return {"gated_rnn_gd_max_abs_err": float(np.max(np.abs(np.asarray(got - gd_per_prefix(x, y, lr, n_ref)))))}
+    want = solvers.fixed_scale_prefixes(solvers.gd, x, y, lr, n_ref, steps=1)
+    return {"gated_rnn_gd_max_abs_err": float(np.max(np.abs(np.asarray(got - want))))}

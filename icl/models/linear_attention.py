@@ -156,16 +156,12 @@ def verify_errors(batch, decay: float = 0.8) -> dict[str, float]:
     N-example rate 1 / d."""
     x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)  # [B, T, d]
     y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)  # [B, T]
-    (_, t, d), n_ref, lr = x.shape, batch.x_ctx.shape[1], 1.0 / x.shape[2]
-
-    def per_prefix(solver, **hparams):  # [B, T]: position k from its k predecessors, 0 at k = 0
-        return jnp.stack([jnp.zeros_like(y[:, 0])] + [
-            solver(x[:, :k], y[:, :k], x[:, k], lr=lr * k / n_ref, **hparams) for k in range(1, t)], axis=1)
-
+    d, n_ref, lr = x.shape[2], batch.x_ctx.shape[1], 1.0 / x.shape[2]
     plain = gd_model(d, lr, n_ref, dtype=x.dtype).predict_prefixes(x, y)
     decayed = gd_model(d, lr, n_ref, decay=decay, dtype=x.dtype).predict_prefixes(x, y)
+    gd = solvers.fixed_scale_prefixes(solvers.gd, x, y, lr, n_ref, steps=1)
+    weighted = solvers.fixed_scale_prefixes(solvers.weighted_gd, x, y, lr, n_ref, decay=decay)
     return {
-        "linear_attention_gd_max_abs_err": float(jnp.max(jnp.abs(plain - per_prefix(solvers.gd, steps=1)))),
-        "gated_linear_attention_weighted_gd_max_abs_err": float(
-            jnp.max(jnp.abs(decayed - per_prefix(solvers.weighted_gd, decay=decay)))),
+        "linear_attention_gd_max_abs_err": float(jnp.max(jnp.abs(plain - gd))),
+        "gated_linear_attention_weighted_gd_max_abs_err": float(jnp.max(jnp.abs(decayed - weighted))),
     }

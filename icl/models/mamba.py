@@ -216,19 +216,6 @@ def gd_model(d: int, lr: float, n_ref: int, decay: float = 1.0, scan: str = "par
     return model
 
 
-def learner_prefix_predictions(x: jax.Array, y: jax.Array, lr: float, n_ref: int, decay: float = 1.0) -> jax.Array:
-    """What the construction computes, from the library learners, one prefix at a time: position
-    t (0-based) is `solvers.weighted_gd` (decay < 1) or `solvers.gd` (decay = 1, one step) on the
-    t pairs before it at rate lr t / n_ref, position 0 is 0: x [B, T, d], y [B, T] -> [B, T]."""
-
-    def learner(k):
-        if decay == 1:
-            return solvers.gd(x[:, :k], y[:, :k], x[:, k], lr=lr * k / n_ref, steps=1)
-        return solvers.weighted_gd(x[:, :k], y[:, :k], x[:, k], lr=lr * k / n_ref, decay=decay)
-
-    return jnp.stack([jnp.zeros_like(y[:, 0])] + [learner(k) for k in range(1, x.shape[1])], axis=1)
-
-
 def verify_errors(batch, lr: float = 0.5, decay: float = 0.9) -> dict[str, float]:
     """max |construction - learner| over every prefix of the sequence [context, queries] of
     `batch` (float64), n_ref = its context size: GD (decay 1) and exponentially weighted GD."""
@@ -238,5 +225,7 @@ def verify_errors(batch, lr: float = 0.5, decay: float = 0.9) -> dict[str, float
     errors = {}
     for name, gamma in (("mamba_gd_max_abs_err", 1.0), ("mamba_weighted_gd_max_abs_err", decay)):
         got = gd_model(d, lr, n_ref, decay=gamma).predict_prefixes(x, y)
-        errors[name] = float(np.max(np.abs(np.asarray(got - learner_prefix_predictions(x, y, lr, n_ref, gamma)))))
+        want = (solvers.fixed_scale_prefixes(solvers.gd, x, y, lr, n_ref, steps=1) if gamma == 1
+                else solvers.fixed_scale_prefixes(solvers.weighted_gd, x, y, lr, n_ref, decay=gamma))
+        errors[name] = float(np.max(np.abs(np.asarray(got - want))))
     return errors

@@ -54,6 +54,7 @@ from icl.solvers.optimal import gamma_star, gd_direction, optimal_gd_lr, precond
 from icl.solvers.prefix import (
     bootstrap_band,
     error_curve,
+    fixed_scale_prefixes,
     prefix_masks,
     prefix_mode,
     prefix_predictions,
@@ -280,6 +281,7 @@ __all__ = [
     "gd", "gd_direction", "gd_plus_plus", "gd_weights", "get", "hparam_names", "kernel_ridge", "knn", "lasso",
     "lasso_weights", "least_squares", "logistic_regression", "logistic_weights", "mean_label", "names",
     "newton", "optimal_gd_lr", "parse_spec", "task_defaults", "preconditioned_loss", "prefix_masks", "prefix_predictions",
+    "fixed_scale_prefixes",
     "preconditioned_gd",
     "ridge", "ridge_weights", "soft_threshold", "split_specs",
 ]

@@ -77,6 +77,16 @@ def prefix_masks(n_ctx: int, dtype=jnp.float32) -> jax.Array:
     return (jnp.arange(n_ctx)[None, :] < jnp.arange(1, n_ctx + 1)[:, None]).astype(dtype)
 
 
+def fixed_scale_prefixes(solver: Callable, x, y, lr: float, n_ref: int, **hparams) -> jax.Array:
+    """x [B, T, d], y [B, T] -> [B, T]: position t (0-based) predicted by `solver` (a predict
+    function taking `lr`) from the t pairs before it at rate lr t / n_ref, 0 at t = 0. With
+    `solvers.gd(steps=1)` (or `weighted_gd`) this is what a causal layer with the fixed output
+    scale lr / n_ref computes on every prefix (`icl.models.linear_attention`, "Construction"):
+    the sum over the t pairs, not their mean."""
+    return jnp.stack([jnp.zeros_like(y[:, 0])] + [
+        solver(x[:, :k], y[:, :k], x[:, k], lr=lr * k / n_ref, **hparams) for k in range(1, x.shape[1])], axis=1)
+
+
 @highest
 def prefix_predictions(solver: str | Callable, x_ctx, y_ctx, x_query, **hparams) -> jax.Array:
     """The predictions from each prefix of n = 1..N context examples: [B, N, M] ([B, N] for a
