@@ -14,7 +14,7 @@ import re
 import typing
 from typing import Any
 
-from icl import models, tasks
+from icl import curriculum, models, tasks
 from icl.checks import check_int
 from icl.models import ModelConfig
 from icl.precision import PRECISIONS
@@ -94,6 +94,16 @@ class TrainConfig:
         else the family's first baseline (kernel ridge for sine, logistic regression for
         classification, ...). A config.json without the field loads as "gd", what older code
         logged for every task.
+      curriculum: "none" (default) or "garg": Garg et al.'s curriculum (`icl.curriculum`), a pure
+        function of the step: the active input dimensions grow min(5, d) -> d by 1 and the
+        positions in the loss k dims + 1 -> T by k (T = n_ctx + n_query = k d + 1), every
+        `curriculum_every` steps. Needs the causal objective and a task family whose `sample`
+        takes `active_dims` (`icl.tasks.base.takes_active_dims`). Evaluations use the full task.
+      curriculum_every: the steps between the curriculum's increments (Garg et al.: 2,000; Yang et al.: 5,000).
+      loop_curriculum: "none" (default) or "yang": a looped GPT-2 (`model.loops` = b) trains with
+        Yang et al.'s loop curriculum (`icl.models.gpt2.loop_curriculum`, the task family's
+        `LOOP_SCHEDULES` entry): b_t loops growing to b, the loss averaged over the last
+        `window` loops' read-outs with truncated backpropagation. Causal objective only.
     """
 
     steps: int = 5000
@@ -113,9 +123,13 @@ class TrainConfig:
     matmul_precision: str = "highest"
     reference: str | None = None
     objective: str = "query"
+    curriculum: str = "none"
+    curriculum_every: int = 2000
+    loop_curriculum: str = "none"
 
     def __post_init__(self):
-        names = ("steps", "batch_size", "n_seeds", "eval_every", "eval_tasks", "ckpt_every", "final_eval_tasks", "seed_parallel")
+        names = ("steps", "batch_size", "n_seeds", "eval_every", "eval_tasks", "ckpt_every", "final_eval_tasks", "seed_parallel",
+                 "curriculum_every")
         check_positive_int("train", **{n: getattr(self, n) for n in names})
         if self.ckpt_every % self.eval_every:
             raise ValueError(
@@ -134,6 +148,9 @@ class TrainConfig:
             raise ValueError(f"train: dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"train: sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        for name, known in (("curriculum", ("none", "garg")), ("loop_curriculum", ("none", "yang"))):
+            if getattr(self, name) not in known:
+                raise ValueError(f"train: {name} must be one of {', '.join(known)}, got {getattr(self, name)!r}")
         if self.matmul_precision not in PRECISIONS:
             raise ValueError(f"train: matmul_precision must be one of {', '.join(PRECISIONS)}, got {self.matmul_precision!r}")
 
@@ -160,6 +177,7 @@ class ExperimentConfig:
             raise ValueError(f"config: task must be a registered task family, got {self.task!r}")
         models.family_of(self.model)
         models.check_objective(self.model, self.train.objective)
+        curriculum.of_run(self)  # a one-line error if the curriculum does not fit the task and model
         from icl import solvers  # solvers import nothing from here
 
         if self.compare_against is None:

@@ -22,6 +22,9 @@ sparse linear regression, d = 20) or 26 -> 101, +5 (decision trees, two-layer Re
 both every 2,000 steps, so with d = 20 both reach their end at step 30,000. In both of their
 presets points = k * dims + 1 along the whole schedule (k = 2, or 5). Yang et al. (ICLR 2024)
 use the same schedules with every = 5,000.
+
+A run turns it on with `train.curriculum="garg"` (and `train.loop_curriculum="yang"` for a looped
+GPT-2); `of_run(config)` checks the combination and gives the trainer its `Schedule`.
 """
 
 from __future__ import annotations
@@ -145,3 +148,66 @@ def masked_mse(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array
         raise ValueError(f"{_OWNER}: masked_mse needs pred, target [batch, T] and mask [T], got "
                          f"{pred.shape}, {target.shape}, {mask.shape}")
     return jnp.sum(jnp.square(pred - target) * mask[None]) / (pred.shape[0] * jnp.sum(mask))
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """What a run's training step reads off the step number (`of_run`): the data curriculum
+    (`data`, None = the full task at every step) and the loop curriculum (`loops`, keyword
+    arguments of `icl.models.gpt2.loop_curriculum`; None = the model's own loops)."""
+
+    data: Curriculum | None = None
+    loops: dict | None = None
+
+    def active_dims(self, step):
+        """The active input dimensions at `step` (traced int32), or None without a data curriculum."""
+        return None if self.data is None else self.data.at(step)[0]
+
+    def position_mask(self, n_points: int, step):
+        """[n_points] loss weights of the positions at `step`, or None without a data curriculum."""
+        return None if self.data is None else self.data.position_mask(n_points, step)
+
+    def n_loops(self, step):
+        """(b, window) of the loop curriculum at `step`: b loops (traced int32), the loss over the
+        read-outs of the last `window` (a Python int; fewer while b < window); None without one."""
+        if self.loops is None:
+            return None
+        from icl.models.gpt2 import loop_curriculum
+
+        return loop_curriculum(step, **self.loops)[0], self.loops["window"]
+
+
+def of_run(config) -> Schedule:
+    """The `Schedule` of an `ExperimentConfig`, or a one-line ValueError when its `train.curriculum`
+    / `train.loop_curriculum` does not fit its task, model or objective."""
+    from icl.models.gpt2 import LOOP_SCHEDULES, GPT2Config
+    from icl.tasks.base import takes_active_dims
+
+    train, task = config.train, config.task
+    data = loops = None
+    if train.curriculum == "garg":
+        if train.objective != "causal":
+            raise ValueError("train: curriculum 'garg' needs train.objective='causal' (the loss over the first "
+                             "active positions of every sequence)")
+        if not takes_active_dims(task):
+            raise ValueError(f"train: curriculum 'garg' needs a task family whose sample takes active_dims; "
+                             f"{task.family!r} does not")
+        n_points = task.n_ctx + task.n_query
+        try:
+            data = Curriculum.garg(task.d, n_points, every=train.curriculum_every)
+        except ValueError as error:
+            raise ValueError(f"train: {error} (T = n_ctx + n_query pairs)") from None
+    if train.loop_curriculum == "yang":
+        model = config.model
+        if not isinstance(model, GPT2Config) or not model.loops:
+            raise ValueError("train: loop_curriculum 'yang' needs a looped gpt2 model (model.loops > 0)")
+        if train.objective != "causal":
+            raise ValueError("train: loop_curriculum 'yang' needs train.objective='causal'")
+        if task.family not in LOOP_SCHEDULES:
+            raise ValueError(f"train: loop_curriculum 'yang' has schedules for {', '.join(sorted(LOOP_SCHEDULES))}, "
+                             f"not for the task family {task.family!r}")
+        loops = LOOP_SCHEDULES[task.family]
+        if loops["max_loops"] != model.loops:
+            raise ValueError(f"train: loop_curriculum 'yang' for {task.family} ends at {loops['max_loops']} loops; "
+                             f"set model.loops={loops['max_loops']} (evaluation runs model.loops loops)")
+    return Schedule(data, loops)

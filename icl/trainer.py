@@ -23,7 +23,7 @@ import optax
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from icl import compare, models
+from icl import compare, curriculum, models
 from icl.config import ExperimentConfig, OptimConfig
 from icl.distributed import to_host
 from icl.precision import highest, traced_at
@@ -156,6 +156,7 @@ class Trainer:
         self.config = config
         self.spec = model_spec(config)
         self.optimizer = build_optimizer(config.optim, config.train.steps)
+        self.schedule = curriculum.of_run(config)
         self.mesh = make_mesh(config, devices)
         self.state_sharding = NamedSharding(self.mesh, P("seeds"))
         self.batch_sharding = NamedSharding(self.mesh, P("data"))  # per seed, inside the vmap
@@ -182,15 +183,22 @@ class Trainer:
         return jax.jit(lambda: data_keys(self.config), out_shardings=self.state_sharding)()
 
     # -- training ------------------------------------------------------------------------------
-    def loss(self, params: dict, batch) -> jax.Array:
-        return objective_loss(self.config.train.objective, self.spec.model(params), batch)
+    def loss(self, params: dict, batch, step=None) -> jax.Array:
+        """The training loss at `step` (the curriculum's positions and loops; None: the full task)."""
+        n_points = batch.n_ctx + batch.y_query.shape[1]
+        schedule = self.schedule if step is not None else curriculum.Schedule()
+        return objective_loss(self.config.train.objective, self.spec.model(params), batch,
+                              schedule.position_mask(n_points, step), schedule.n_loops(step))
 
     def sample(self, data_key, step):
-        batch = self.config.task.sample(jax.random.fold_in(data_key, step), self.config.train.batch_size)
+        """The step's task batch (with the curriculum's active input dimensions, if any)."""
+        key, size = jax.random.fold_in(data_key, step), self.config.train.batch_size
+        dims = self.schedule.active_dims(step)
+        batch = self.config.task.sample(key, size) if dims is None else self.config.task.sample(key, size, active_dims=dims)
         return jax.lax.with_sharding_constraint(batch, self.batch_sharding)
 
     def _step_one(self, params, opt_state, data_key, step):
-        loss, grads = jax.value_and_grad(self.loss)(params, self.sample(data_key, step))
+        loss, grads = jax.value_and_grad(self.loss)(params, self.sample(data_key, step), step)
         updates, opt_state = self.optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -245,18 +253,32 @@ class Trainer:
         return jax.jit(highest(jax.vmap(one, in_axes=(0, None))), out_shardings=self.replicated)
 
 
-def objective_loss(objective: str, model, batch) -> jax.Array:
+def objective_loss(objective: str, model, batch, position_mask=None, n_loops=None) -> jax.Array:
     """The training loss of `model` on `batch` (`compare.loss`, half the mean squared error):
 
       "query":  at the M query tokens, each predicted from the N context pairs;
       "causal": at every position t of the sequence [context, queries] (T = N + M pairs),
                 predicted from the pairs before it, averaged over the B T predictions.
+
+    Curricula (causal only, `icl.curriculum.Schedule`): `position_mask` [T] averages over the
+    positions where it is 1 instead, (1/2) sum_bt m_t (y_hat_bt - y_bt)^2 / (B sum_t m_t) (for a
+    causal model, the loss on the sequence cut after the active positions); `n_loops` = (b,
+    window) of a looped GPT-2: the mean of that loss over the read-outs of the last
+    min(b, window) of b loops (`GPT2.loop_window_predictions`).
     """
-    if objective == "causal":
-        x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)  # [B, T, d]
-        y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)  # [B, T]
+    if objective != "causal":
+        return compare.loss(model.predict(batch.x_ctx, batch.y_ctx, batch.x_query), batch.y_query)
+    x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)  # [B, T, d]
+    y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)  # [B, T]
+    if position_mask is None and n_loops is None:
         return compare.loss(model.predict_prefixes(x, y), y)
-    return compare.loss(model.predict(batch.x_ctx, batch.y_ctx, batch.x_query), batch.y_query)
+    mask = jnp.ones(y.shape[1], y.dtype) if position_mask is None else position_mask.astype(y.dtype)  # [T]
+    if n_loops is None:
+        return 0.5 * curriculum.masked_mse(model.predict_prefixes(x, y), y, mask)
+    b, window = n_loops  # b traced, window a Python int
+    preds, valid = model.loop_window_predictions(x, y, b, window)  # [window, B, T], [window]
+    per_loop = jax.vmap(lambda p: 0.5 * curriculum.masked_mse(p, y, mask))(preds)  # [window]
+    return jnp.sum(jnp.where(valid, per_loop, 0.0)) / jnp.sum(valid)
 
 
 def _grouped(step_group, group: int):

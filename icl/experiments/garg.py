@@ -7,14 +7,15 @@ Two scales of the four tasks of their Figure 2 (x ~ N(0, I_d), noiseless):
   garg_linear, garg_sparse, garg_relu, garg_tree  — as published: d = 20; linear and sparse
       (k = 3) regression with T = 41 pairs, two-layer ReLU networks (100 hidden units) and depth-4
       decision trees with T = 101; `GPT2Config.named("garg")` (12 layers, width 256, 8 heads,
-      9,534,977 parameters); Adam 1e-4, batch 64, 500,000 steps. Their curriculum (dimensions
-      5 -> 20, points 11 -> 41 / 26 -> 101; `icl.curriculum.Curriculum.garg`) is NOT applied: the
-      trainer does not take a curriculum yet, so these train on the final dimension and length
-      from the start. A GPU job (about 316 GFLOP a step at T = 41).
+      9,534,977 parameters); Adam 1e-4, batch 64, 500,000 steps, with their curriculum
+      (`train.curriculum="garg"`: dimensions 5 -> 20, points 11 -> 41 / 26 -> 101, every 2,000
+      steps; `icl.curriculum`). A GPU job (about 316 GFLOP a step at T = 41).
   garg_linear_cpu, garg_sparse_cpu, garg_relu_cpu, garg_tree_cpu  — the CPU scale: d = 5; T =
       2d + 1 = 11 for linear and sparse (k = 2), T = 26 for ReLU nets and trees (Garg's ratio,
       ~5d); `GPT2Config.named("cpu")` (3 layers, width 64, 4 heads); Adam 1e-3 (warm-up 100,
       clip 1), batch 64, 6,000 steps; 61 / 155 ms a step at T = 11 / 26 on a loaded 2-core CPU.
+      No curriculum: Garg's would start at min(5, d) = d dimensions and k d + 1 = T points, the
+      final task, so it would change nothing at d = 5.
 
   command:  icl train garg_linear_cpu [--quick]
             python paper_figures/garg_curves.py [--quick] [--published]
@@ -66,7 +67,7 @@ PUBLISHED = {
         name=f"garg_{kind}", task=task(kind, 20, 41, 101, 3),
         model=models.get("gpt2", **SIZES["garg"], n_positions=101),
         optim=OptimConfig(name="adam", lr=1e-4, b2=0.999),
-        train=_train(500_000, eval_every=1000, ckpt_every=10_000),
+        train=_train(500_000, eval_every=1000, ckpt_every=10_000, curriculum="garg"),
     ), quick=QUICK, study=STUDY)
     for kind in KINDS
 }

@@ -53,16 +53,19 @@ def entry(name: str) -> Entry:
     return _ENTRIES[name]
 
 
+KEPT_IN_QUICK = ("reference", "objective", "curriculum", "curriculum_every", "loop_curriculum")
+
+
 def scaled(config: ExperimentConfig, quick: TrainConfig | None = None, *, mode: str = "full",
            steps: int | None = None, batch_size: int | None = None) -> ExperimentConfig:
     """The config in `mode`: "full" as given, with `steps` / `batch_size` replacing the paper's
     (an intermediate run); "quick" with the `quick` TrainConfig (steps / batch_size not allowed),
-    keeping the config's training-time reference and objective."""
+    keeping what the config trains on and against (`KEPT_IN_QUICK`: reference, objective, curricula)."""
     if mode == "quick":
         if steps or batch_size:
             raise ValueError("quick mode has its own steps and batch size; --steps / --batch-size are for full mode")
-        return config if quick is None else dataclasses.replace(config, train=dataclasses.replace(
-            quick, reference=config.train.reference, objective=config.train.objective))
+        kept = {name: getattr(config.train, name) for name in KEPT_IN_QUICK}
+        return config if quick is None else dataclasses.replace(config, train=dataclasses.replace(quick, **kept))
     if mode != "full":
         raise ValueError(f"mode must be 'full' or 'quick', got {mode!r}")
     changes = {k: v for k, v in (("steps", steps), ("batch_size", batch_size)) if v}

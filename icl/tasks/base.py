@@ -4,7 +4,9 @@ Shape letters used across the package: B tasks in a batch, N context examples (`
 M query points per task (`n_query`), d input dimension.
 
 A task family is a frozen dataclass (its fields are its prior: input distribution, task
-distribution, noise) with a method `sample(key, batch_size) -> Batch`. The dataclass is both the
+distribution, noise) with a method `sample(key, batch_size) -> Batch` (optionally
+`sample(key, batch_size, active_dims=None)`: then a training curriculum over input dimensions can
+draw from it, `icl.curriculum` and `takes_active_dims`). The dataclass is both the
 config and the sampler, so it is hashable and can be closed over by `jax.jit`. Registering it
 with `@register("name")` makes it available to `tasks.get`, the CLI, config validation and the
 shared contract test at once.
@@ -154,14 +156,23 @@ def _checked_sample(sample, family_name: str):
     """`sample` with its key and batch size validated first (a clear error instead of XLA's). A
     number is refused, not taken as a seed: tasks are drawn from two streams (`icl.tasks.rng`)."""
 
+    takes_dims = "active_dims" in inspect.signature(sample).parameters
+
     @functools.wraps(sample)
-    def checked(self, key, batch_size):
+    def checked(self, key, batch_size, active_dims=None):
         if isinstance(key, (int, float, np.integer, np.floating)):
             raise ValueError(f"{family_name}.sample: key must be a JAX random key, e.g. jax.random.key({key}) "
                              f"(or icl.tasks.rng.key({key}), the training stream), got the number {key!r}")
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"{family_name}.sample: batch_size must be an integer >= 1, got {batch_size!r}")
-        return sample(self, key, int(batch_size))
+        if active_dims is None:
+            return sample(self, key, int(batch_size))
+        if not takes_dims:
+            raise ValueError(f"{family_name}.sample: this family does not take active_dims (a curriculum over input "
+                             f"dimensions); the families that do: {', '.join(n for n in names() if takes_active_dims(n))}")
+        return sample(self, key, int(batch_size), active_dims=active_dims)
+
+    checked.takes_active_dims = takes_dims
 
     return checked
 
@@ -191,6 +202,13 @@ def _checked_init(init):
 
     checked.checks_finite = True
     return checked
+
+
+def takes_active_dims(task_or_name) -> bool:
+    """Whether a family's `sample` takes `active_dims` (`icl.curriculum`): inputs drawn with the
+    coordinates >= active_dims set to 0 *before* the labels are computed (a traced int is fine)."""
+    cls = family(task_or_name) if isinstance(task_or_name, str) else type(task_or_name)
+    return getattr(cls.sample, "takes_active_dims", False)
 
 
 def names() -> list[str]:

@@ -37,6 +37,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from icl.curriculum import truncate_dims
 from icl.tasks.base import Batch, check_non_negative, check_positive_int, register
 
 MAX_DEPTH = 20  # 2^20 leaves per task already; deeper trees are a typo, not an experiment
@@ -86,11 +87,16 @@ class DecisionTreeRegression:
             return {"k": 3}
         return {}
 
-    def sample(self, key: jax.Array, batch_size: int) -> Batch:
+    def sample(self, key: jax.Array, batch_size: int, active_dims=None) -> Batch:
+        """B tasks; with `active_dims` (a curriculum, `icl.curriculum`), inputs have coordinates
+        >= active_dims set to 0 before labelling (split coordinates are drawn from all d, as Garg
+        et al.: a node on an inactive coordinate always sends a point left)."""
         key_x, key_coord, key_leaf, key_noise = jax.random.split(key, 4)
         n_points, d = self.n_ctx + self.n_query, self.d
         n_internal, n_leaves = 2**self.depth - 1, 2**self.depth
         x = jax.random.normal(key_x, (batch_size * n_points * d,)).reshape(batch_size, n_points, d)
+        if active_dims is not None:
+            x = truncate_dims(x, active_dims)
         coords = jax.random.randint(key_coord, (batch_size, n_internal), 0, d)  # [B, 2^D - 1]
         leaves = jax.random.normal(key_leaf, (batch_size, n_leaves), x.dtype)  # [B, 2^D]
         y = tree_values(x, coords, leaves)  # [B, N+M]

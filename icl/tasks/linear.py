@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from icl.curriculum import truncate_dims
 from icl.tasks.base import Batch, check_non_negative, check_positive_int, register
 
 _COVARIANCES = ("isotropic", "diagonal", "rotated")
@@ -127,9 +128,13 @@ class LinearRegression:
                 x = x @ chol.T
         return x * self.input_scale  # [B, N+M, d]
 
-    def sample(self, key: jax.Array, batch_size: int) -> Batch:
+    def sample(self, key: jax.Array, batch_size: int, active_dims=None) -> Batch:
+        """B tasks; with `active_dims` (a curriculum, `icl.curriculum`), inputs have coordinates
+        >= active_dims set to 0 before labelling (w is drawn as without it)."""
         key_x, key_w, key_noise = jax.random.split(key, 3)
         x = self._inputs(key_x, batch_size)  # [B, N+M, d]
+        if active_dims is not None:
+            x = truncate_dims(x, active_dims)
         w = self.weight_std * jax.random.normal(key_w, (batch_size, self.d), x.dtype)  # [B, d]
         if self.weight_mean != 0:
             w = w + self.weight_mean

@@ -16,6 +16,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from icl.curriculum import truncate_dims
 from icl.tasks.base import Batch, check_non_negative, check_positive_int, register
 
 
@@ -46,10 +47,14 @@ class ReluNetRegression:
             return {"k": 3}
         return {}
 
-    def sample(self, key: jax.Array, batch_size: int) -> Batch:
+    def sample(self, key: jax.Array, batch_size: int, active_dims=None) -> Batch:
+        """B tasks; with `active_dims` (a curriculum, `icl.curriculum`), inputs have coordinates
+        >= active_dims set to 0 before labelling."""
         key_x, key_u, key_a, key_noise = jax.random.split(key, 4)
         n_points, h, d = self.n_ctx + self.n_query, self.hidden, self.d
         x = jax.random.normal(key_x, (batch_size * n_points * d,)).reshape(batch_size, n_points, d)
+        if active_dims is not None:
+            x = truncate_dims(x, active_dims)
         u = jax.random.normal(key_u, (batch_size * h * d,), x.dtype).reshape(batch_size, h, d)
         a = math.sqrt(2.0 / h) * jax.random.normal(key_a, (batch_size, h), x.dtype)
         y = jnp.einsum("bh,bnh->bn", a, jax.nn.relu(jnp.einsum("bnd,bhd->bnh", x, u)))  # [B, N+M]

@@ -15,6 +15,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from icl.curriculum import truncate_dims
 from icl.tasks.base import Batch, check_non_negative, check_positive_int, register
 
 
@@ -48,13 +49,19 @@ class SparseLinearRegression:
             return {"alpha": max(self.noise_std**2 / max(self.weight_std, 1e-12), 0.01)}
         return {}
 
-    def sample(self, key: jax.Array, batch_size: int) -> Batch:
+    def sample(self, key: jax.Array, batch_size: int, active_dims=None) -> Batch:
+        """B tasks; with `active_dims` (a curriculum, `icl.curriculum`), inputs have coordinates
+        >= active_dims set to 0 and the support is a uniform k-subset of the active coordinates
+        (Garg et al.'s `valid_coords`; all of them when active_dims < k)."""
         key_x, key_w, key_support, key_noise = jax.random.split(key, 4)
         n_points = self.n_ctx + self.n_query
         x = jax.random.normal(key_x, (batch_size * n_points * self.d,)).reshape(batch_size, n_points, self.d)
         # A uniform k-subset per task: the ranks of d i.i.d. uniforms below k mark the support
         # (ranks, not a threshold, so a tie cannot give k + 1 non-zeros).
         u = jax.random.uniform(key_support, (batch_size, self.d))
+        if active_dims is not None:
+            x = truncate_dims(x, active_dims)
+            u = jnp.where(jnp.arange(self.d) < active_dims, u, 2.0)  # inactive coordinates rank last
         support = (jnp.argsort(jnp.argsort(u, axis=1), axis=1) < self.k).astype(x.dtype)  # [B, d], k ones
         w = self.weight_std * jax.random.normal(key_w, (batch_size, self.d), x.dtype) * support  # [B, d]
         y = jnp.einsum("bnd,bd->bn", x, w)  # [B, N+M]
