@@ -210,8 +210,10 @@ def reference_solver(config: ExperimentConfig, spec: str | None = None):
     return compare.solver_predictor(spec or config.train.reference, config.task, heldout_key(config, HeldOut.GD_LR))
 
 
-MAX_PENDING_SAVES = 2  # states handed to the writer and not on disk: one being written, one waiting
-# (every checkpoint step is written, in order; a kill -9 loses at most these two intervals)
+MAX_PENDING_SAVES = 8  # states handed to the writer and not on disk: one being written, the rest waiting
+# (every checkpoint step is written, in order; the loop waits only when this many are pending, so
+# at a cheap step it does not wait for the disk; a kill -9 loses at most these intervals, a few
+# seconds of training: the writer falls behind only when intervals are shorter than a write)
 MAX_PENDING_BYTES = 256 << 20  # ... and at most this much state held for it (at least one state)
 TIME_EVERY = 8  # one full chunk in this many is timed alone, for the summary's loop_overhead
 # the writer thread's nice value above the process's: on a CPU its save work (orbax's Python and
