@@ -5,8 +5,10 @@ For each task of icl.experiments.garg: train the model at every position (train.
 "causal"), then on held-out sequences of T pairs compute, at each number of in-context examples
 k = 0..T-1, the normalised squared error (y_hat - y)^2 / s (s = d, k-sparse: k, trees: 1;
 icl.analysis.prefix_curves) of the model and of each learner fitted on the k pairs before, with
-95 % bootstrap bands; and the per-position cosine between the model's and each learner's
-predictions.
+95 % bootstrap bands; the per-position cosine between the model's and each learner's
+predictions; and the per-position sensitivity cosine, the mean over tasks of cos(d y_hat_k / d x_k)
+between the model and each learner with a sensitivity (not k-NN or the trees: piecewise constant;
+null at k = 0, where every learner predicts 0; icl.analysis.prefix_curves.sensitivity_cosine).
 
     python paper_figures/garg_curves.py              # the CPU scale (d = 5): 4 runs x 6,000 steps of batch 64
     python paper_figures/garg_curves.py --quick      # 300 steps each (smoke test, minutes)
@@ -21,7 +23,7 @@ import jax
 import numpy as np
 
 import common
-from icl import train
+from icl import compare, train
 from icl.analysis import prefix_curves
 from icl.experiments import garg as study
 
@@ -38,19 +40,37 @@ PUBLISHED = {
 
 
 def evaluate(config, params, n_tasks: int) -> dict:
-    """Curves of the model (first seed) and of the task's learners at every prefix length."""
+    """Curves of the model (first seed) and of the task's learners at every prefix length, and the
+    cosines between the model and each learner, of the predictions and of the sensitivities."""
     model = train.seed_models(config, params)[0]
     batch = config.task.sample(train.heldout_key(config, train.HeldOut.FINAL), n_tasks)
     x, y = prefix_curves.sequence(batch)
-    predictions = {"model": jax.jit(lambda x_, y_: model.predict_prefixes(x_, y_))(x, y)}
+    predict_model = lambda x_, y_: model.predict_prefixes(x_, y_)
+    predictions = {"model": jax.jit(predict_model)(x, y)}
     kind = config.name.removeprefix("garg_").removesuffix("_cpu")
-    learned, hparams = prefix_curves.all_learners(config.task, study.LEARNERS[kind], x, y,
-                                                  train.heldout_key(config, train.HeldOut.GD_LR))
+    hparam_key = train.heldout_key(config, train.HeldOut.GD_LR)
+    learned, hparams = prefix_curves.all_learners(config.task, study.LEARNERS[kind], x, y, hparam_key)
     predictions.update(learned)
     curves = prefix_curves.curves(config.task, predictions, y, train.heldout_key(config, train.HeldOut.EXTRA))
     cosine = {name: prefix_curves.position_cosine(predictions["model"], p).tolist() for name, p in learned.items()}
     return {"kind": kind, "d": config.task.d, "T": int(x.shape[1]), "error_scale": prefix_curves.error_scale(config.task),
-            "curves": curves, "prediction_cosine": cosine, "hparams": hparams}
+            "curves": curves, "prediction_cosine": cosine,
+            "sensitivity_cosine": sensitivity_cosines(config.task, study.LEARNERS[kind], predict_model, x, y, hparam_key),
+            "hparams": hparams}
+
+
+def sensitivity_cosines(task, learners, predict_model, x, y, hparam_key) -> dict:
+    """{learner: [T]}: at each position the mean over tasks of cos(d y_hat_t / d x_t) between the
+    model and each learner that has a sensitivity (`prefix_curves.has_sensitivity`), with the
+    hyper-parameters `all_learners` used; None (JSON null) where undefined (k = 0)."""
+    sens_model = prefix_curves.position_sensitivities(predict_model, x, y)  # [B, T, d], T reverse passes
+    out = {}
+    for spec in learners:
+        if prefix_curves.has_sensitivity(spec):
+            predict, _ = compare.solver_predictor(spec, task, hparam_key)
+            cos = prefix_curves.sensitivity_cosine_of(sens_model, prefix_curves.learner_sensitivities(predict, x, y))
+            out[spec] = [None if np.isnan(c) else float(c) for c in cos]
+    return out
 
 
 def checks(r: dict) -> dict:
@@ -78,17 +98,28 @@ def checks(r: dict) -> dict:
 
 def draw(path, results, configs) -> None:
     plt = common.pyplot()
-    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4.2))
-    for ax, r in zip(np.atleast_1d(axes), results, strict=True):
+    fig, axes = plt.subplots(2, len(results), figsize=(5 * len(results), 8.2), squeeze=False)
+    for top, bottom, r in zip(axes[0], axes[1], results, strict=True):
         k = np.arange(r["T"])
+        colors = {}
         for i, (name, c) in enumerate(r["curves"].items()):
             style = dict(color="black", lw=2.2) if name == "model" else dict(color=f"C{i}", lw=1.2)
-            ax.plot(k, c["mean"], label="transformer" if name == "model" else name, **style)
-            ax.fill_between(k, c["low"], c["high"], alpha=0.15, color=style["color"])
-        ax.axhline(1.0, color="gray", ls="--", lw=0.8)
-        ax.set(title=f"{r['kind']} (d = {r['d']})", xlabel="in-context examples k", ylabel="squared error / s",
-               ylim=(0, 1.6))
-        ax.legend(fontsize=7)
+            colors[name] = style["color"]
+            top.plot(k, c["mean"], label="transformer" if name == "model" else name, **style)
+            top.fill_between(k, c["low"], c["high"], alpha=0.15, color=style["color"])
+        top.axhline(1.0, color="gray", ls="--", lw=0.8)
+        top.set(title=f"{r['kind']} (d = {r['d']})", xlabel="in-context examples k", ylabel="squared error / s",
+                ylim=(0, 1.6))
+        top.legend(fontsize=7)
+        sens = r.get("sensitivity_cosine", {})
+        for name, cos in sens.items():
+            values = np.array([np.nan if c is None else c for c in cos], float)
+            bottom.plot(k, values, color=colors.get(name), lw=1.2, label=name)
+        low = min([0.0] + [c for cos in sens.values() for c in cos if c is not None])
+        bottom.axhline(1.0, color="gray", ls="--", lw=0.8)
+        bottom.set(xlabel="in-context examples k", ylabel="sensitivity cosine with the transformer",
+                   ylim=(low - 0.05, 1.05))
+        bottom.legend(fontsize=7)
     cfg = configs[0]
     common.save(fig, path, f"Garg et al. Fig. 2 setting: GPT-2 {cfg.model.n_layers} layers x {cfg.model.width}, "
                 f"{cfg.train.steps} steps of batch {cfg.train.batch_size}, causal objective")
@@ -112,6 +143,10 @@ def main() -> None:
         print(f"  {r['kind']}: error at k = 0, T/2, T-1: "
               + "; ".join(f"{n} {c['mean'][0]:.3f} {c['mean'][r['T'] // 2]:.3f} {c['mean'][-1]:.3f}" for n, c in r["curves"].items()),
               flush=True)
+        print("  sensitivity cosine at k = 1, T/2, T-1: "
+              + "; ".join(f"{n} " + " ".join("n/a" if v is None else f"{v:.3f}" for v in (c[1], c[r["T"] // 2], c[-1]))
+                        for n, c in r["sensitivity_cosine"].items()),
+              flush=True)
         print(f"  checks: {r['checks']}", flush=True)
     png, _ = common.figure_paths(args, NAME)
     draw(png, results, configs)
@@ -120,6 +155,7 @@ def main() -> None:
         "bands": {r["kind"]: r["curves"] for r in results},
         "d": {r["kind"]: r["d"] for r in results},
         "prediction_cosine": {r["kind"]: r["prediction_cosine"] for r in results},
+        "sensitivity_cosine": {r["kind"]: r["sensitivity_cosine"] for r in results},
         "checks": {r["kind"]: r["checks"] for r in results},
         "hparams": {r["kind"]: r["hparams"] for r in results},
         "test_tasks": TEST_TASKS[mode],

@@ -37,7 +37,7 @@ KINDS = ("linear", "sparse", "relu", "tree")
 LEARNERS = {
     "linear": ("least_squares", "ridge", "gd", "gd_plus_plus", "newton", "online_sgd", "knn", "averaging"),
     "sparse": ("lasso", "least_squares", "gd", "online_sgd", "knn", "averaging"),
-    "relu": ("kernel_ridge", "least_squares", "gd", "knn", "averaging"),
+    "relu": ("relu_net_gd", "kernel_ridge", "least_squares", "gd", "knn", "averaging"),
     "tree": ("greedy_tree", "greedy_tree_unbounded", "boosted_trees", "knn", "least_squares", "averaging"),
 }
 

@@ -23,7 +23,7 @@ import json
 import math
 import re
 
-from icl.solvers import features, online as _online, weighted as _weighted
+from icl.solvers import features, network as _network, online as _online, weighted as _weighted
 from icl.solvers.baselines import (
     averaging,
     dmmse,
@@ -49,6 +49,7 @@ from icl.solvers.linear import (
     ridge,
     ridge_weights,
 )
+from icl.solvers.network import relu_net_gd
 from icl.solvers.online import online_sgd, online_sgd_weights
 from icl.solvers.optimal import gamma_star, gd_direction, optimal_gd_lr, preconditioned_loss
 from icl.solvers.prefix import (
@@ -109,6 +110,8 @@ def _const(value):
 #   weighted_gd          lr = optimal_gd_lr(task) (as gd), decay = 0.9 (icl/solvers/weighted.py)
 #   greedy_tree          max_depth = 4 (Garg et al. 2022; the decision_tree family: its depth)
 #   boosted_trees        100 rounds of depth-3 trees, lr 0.1 (icl/solvers/trees.py)
+#   relu_net_gd          Garg et al. 2022's "2-layer NN, GD": 100 ReLU units, Adam lr 5e-3, 100 steps,
+#                        batch 100, seed 0 (init keys fold_in(key(seed), task index, n); icl/solvers/network.py)
 _REGISTRY = {
     "gd": (gd, {"lr": optimal_gd_lr}),
     "gd_plus_plus": (gd_plus_plus, {"lr": optimal_gd_lr, "gamma": _const(0.0)}),
@@ -130,6 +133,9 @@ _REGISTRY = {
     "greedy_tree": (greedy_tree, {"max_depth": _const(4)}),
     "greedy_tree_unbounded": (greedy_tree_unbounded, {}),
     "boosted_trees": (boosted_trees, {"n_trees": _const(100), "max_depth": _const(3), "lr": _const(0.1)}),
+    "relu_net_gd": (relu_net_gd, {"hidden": _const(_network.HIDDEN), "lr": _const(_network.LR),
+                                  "steps": _const(_network.STEPS), "batch_size": _const(_network.BATCH_SIZE),
+                                  "seed": _const(_network.SEED)}),
 }
 
 
@@ -282,6 +288,6 @@ __all__ = [
     "lasso_weights", "least_squares", "logistic_regression", "logistic_weights", "mean_label", "names",
     "newton", "optimal_gd_lr", "parse_spec", "task_defaults", "preconditioned_loss", "prefix_masks", "prefix_predictions",
     "fixed_scale_prefixes",
-    "preconditioned_gd",
+    "preconditioned_gd", "relu_net_gd",
     "ridge", "ridge_weights", "soft_threshold", "split_specs",
 ]
