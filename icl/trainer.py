@@ -268,8 +268,7 @@ def objective_loss(objective: str, model, batch, position_mask=None, n_loops=Non
     """
     if objective != "causal":
         return compare.loss(model.predict(batch.x_ctx, batch.y_ctx, batch.x_query), batch.y_query)
-    x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)  # [B, T, d]
-    y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)  # [B, T]
+    x, y = batch.sequence()  # [B, T, d], [B, T]
     if position_mask is None and n_loops is None:
         return compare.loss(model.predict_prefixes(x, y), y)
     mask = jnp.ones(y.shape[1], y.dtype) if position_mask is None else position_mask.astype(y.dtype)  # [T]

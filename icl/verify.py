@@ -56,8 +56,7 @@ def causal_errors(batch, lr: float, layers: int) -> tuple[jax.Array, jax.Array]:
     """max |causal model - learner| for the `layers`-layer GD construction on every prefix of
     the sequence [context, queries] of `batch`: against `solvers.gd` on each prefix (one step at
     rate lr (t - 1) / N; meaningful for layers = 1) and against `causal_prefix_gd` (any layers)."""
-    x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)  # [B, T, d]
-    y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)  # [B, T]
+    x, y = batch.sequence()  # [B, T, d], [B, T]
     d, n_ctx = x.shape[2], batch.x_ctx.shape[1]
     model = constructions.gd_model(d, n_ctx, lr=lr, layers=layers, dtype=x.dtype)
     got = model.predict_prefixes(x, y)  # [B, T]

@@ -50,7 +50,7 @@ def evaluate(config, summary, params, n_tasks: int) -> dict:
     prefix, name, kind = config.name.split("_", 2)
     model = train.seed_models(config, params)[0]
     batch = config.task.sample(train.heldout_key(config, train.HeldOut.FINAL), n_tasks)
-    x, y = prefix_curves.sequence(batch)
+    x, y = batch.sequence()
     pred = jax.jit(lambda x_, y_: model.predict_prefixes(x_, y_))(x, y)  # [B, T]
     learned, hparams = prefix_curves.all_learners(config.task, LEARNERS[kind], x, y,
                                                   train.heldout_key(config, train.HeldOut.GD_LR))

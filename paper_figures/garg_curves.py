@@ -44,7 +44,7 @@ def evaluate(config, params, n_tasks: int) -> dict:
     cosines between the model and each learner, of the predictions and of the sensitivities."""
     model = train.seed_models(config, params)[0]
     batch = config.task.sample(train.heldout_key(config, train.HeldOut.FINAL), n_tasks)
-    x, y = prefix_curves.sequence(batch)
+    x, y = batch.sequence()
     predict_model = lambda x_, y_: model.predict_prefixes(x_, y_)
     predictions = {"model": jax.jit(predict_model)(x, y)}
     kind = config.name.removeprefix("garg_").removesuffix("_cpu")

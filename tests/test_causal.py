@@ -14,7 +14,7 @@ TOL = 1e-10  # float64 claims
 
 def sequence(seed, b=16, t=9, d=4):
     batch = tasks.get("linear", d=d, n_ctx=t - 1).sample(jax.random.key(seed), b)
-    return jnp.concatenate([batch.x_ctx, batch.x_query], 1), jnp.concatenate([batch.y_ctx, batch.y_query], 1), batch
+    return *batch.sequence(), batch
 
 
 def naive_causal_gd(x, y, lr, n_ref, layers):

@@ -65,9 +65,8 @@ def test_the_loss_is_the_loss_on_the_active_positions():
     model = trainer.spec.model(params)
     for step, points in ((0, 11), (2, 13), (5, 15), (6, 17), (50, 17)):
         batch = trainer.sample(jax.random.key(0), step)
-        x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)[:, :points]
-        y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)[:, :points]
-        want = compare.loss(model.predict_prefixes(x, y), y)  # the sequence cut after the active positions
+        x, y = (a[:, :points] for a in batch.sequence())  # the sequence cut after the active positions
+        want = compare.loss(model.predict_prefixes(x, y), y)
         np.testing.assert_allclose(trainer.loss(params, batch, jnp.int32(step)), want, rtol=1e-12)
     full = objective_loss("causal", model, batch)
     np.testing.assert_allclose(trainer.loss(params, batch, 50), full, rtol=1e-12)
@@ -80,8 +79,7 @@ def test_the_looped_loss_is_the_mean_over_the_window():
     params = jax.tree.map(lambda p: p[0], trainer.init()[0])
     model = trainer.spec.model(params)
     batch = trainer.sample(jax.random.key(1), 0)
-    x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)
-    y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)
+    x, y = batch.sequence()
     for step, b in ((0, 5), (499, 5), (500, 7), (2000, 12), (10**6, 12)):
         assert int(trainer.schedule.n_loops(step)[0]) == b
         per_loop = model.loop_predictions(x, y, b)  # [b, B, T]: the read-out after each loop
@@ -96,8 +94,7 @@ def test_gradients_flow_through_the_window_only():
     trainer = Trainer(config("relu_net", model_config, curriculum="none", loop_curriculum="yang"))
     params = jax.tree.map(lambda p: p[0], trainer.init()[0])
     batch = trainer.sample(jax.random.key(1), 0)
-    x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)
-    y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)
+    x, y = batch.sequence()
 
     def truncated(p):
         preds = trainer.spec.model(p).loop_predictions(x, y, 12, grad_window=5)[-5:]

@@ -105,8 +105,7 @@ def test_verify_errors_on_a_linear_task_batch():
     errors = dn.verify_errors(batch)
     assert set(errors) == {"delta_rule_online_sgd_max_abs_err"}
     assert errors["delta_rule_online_sgd_max_abs_err"] <= 1e-10
-    x = jnp.concatenate([batch.x_ctx, batch.x_query], 1)
-    y = jnp.concatenate([batch.y_ctx, batch.y_query], 1)
+    x, y = batch.sequence()
     np.testing.assert_allclose(dn.online_sgd_on_prefixes(x, y, 0.2), _online_sgd_per_prefix(x, y, 0.2),
                                rtol=0, atol=1e-13)
 

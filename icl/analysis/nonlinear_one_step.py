@@ -156,8 +156,7 @@ def monte_carlo_moments(task, key: jax.Array, n_tasks: int) -> dict:
     """{"G", "F", "V"} estimated on `n_tasks` tasks, every point of a task (context and queries):
     F = mean y^2 |x|^2, V = mean y^2, G = mean over pairs i != j of y_i y_j x_i . x_j."""
     batch = task.sample(key, n_tasks)
-    x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)  # [B, P, d]
-    y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)  # [B, P]
+    x, y = batch.sequence()  # [B, T, d], [B, T]
     p = x.shape[1]
     s = jnp.einsum("bpd,bp->bd", x, y)  # [B, d]
     diag = jnp.sum(y**2 * jnp.sum(x**2, axis=-1), axis=1)  # [B]: sum_i y_i^2 |x_i|^2

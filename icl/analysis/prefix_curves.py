@@ -45,13 +45,6 @@ def error_scale(task) -> float:
     return float(task.d)
 
 
-def sequence(batch) -> tuple[jax.Array, jax.Array]:
-    """A batch's pairs as one sequence: x [B, T, d], y [B, T] with T = n_ctx + n_query."""
-    x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)
-    y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)
-    return x, y
-
-
 def learner_predictions(predict: Callable, x: jax.Array, y: jax.Array) -> jax.Array:
     """[B, T]: position t predicted by `predict` (a solver's predict with its hyper-parameters
     bound, e.g. `compare.solver_predictor(...)[0]`) from pairs 0..t-1; 0 at t = 0."""

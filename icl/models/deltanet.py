@@ -297,8 +297,7 @@ def verify_errors(batch) -> dict[str, float]:
     """The construction against online SGD on every prefix of [context, queries] (B x (N + M)
     positions), every scan, at the normalised-LMS step lr = 1 / mean |x_i|^2 of the batch's
     context (`solvers.online.task_lr`'s rule): the max abs error."""
-    x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)
-    y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)
+    x, y = batch.sequence()
     lr = 1.0 / float(jnp.mean(jnp.sum(batch.x_ctx * batch.x_ctx, axis=-1)))
     want = online_sgd_on_prefixes(x, y, lr)
     got = {scan: online_sgd_model(x.shape[-1], lr, scan=scan, dtype=x.dtype).predict_prefixes(x, y) for scan in SCANS}

@@ -260,8 +260,7 @@ def gd_model(d: int, lr: float, n_ref: int, decay: float = 1.0, scan: str = "par
 def verify_errors(batch: Batch, lr: float = 1.0) -> dict[str, float]:
     """max |gd_model - one GD step| over every prefix of the sequences [context, queries] of
     `batch` (float64; n_ref = N, the context length; position t at rate lr t / N)."""
-    x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)  # [B, T, d]
-    y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)  # [B, T]
+    x, y = batch.sequence()  # [B, T, d], [B, T]
     d, n_ref = x.shape[2], batch.x_ctx.shape[1]
     from icl import solvers  # solvers imports the models package; import here, not at module load
 

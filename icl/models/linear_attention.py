@@ -154,8 +154,7 @@ def verify_errors(batch, decay: float = 0.8) -> dict[str, float]:
     (float64 expected): the GD construction against one GD step per prefix (`solvers.gd`) and the
     decayed one against exponentially weighted GD (`solvers.weighted_gd`), lr = the task's
     N-example rate 1 / d."""
-    x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)  # [B, T, d]
-    y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)  # [B, T]
+    x, y = batch.sequence()  # [B, T, d], [B, T]
     d, n_ref, lr = x.shape[2], batch.x_ctx.shape[1], 1.0 / x.shape[2]
     plain = gd_model(d, lr, n_ref, dtype=x.dtype).predict_prefixes(x, y)
     decayed = gd_model(d, lr, n_ref, decay=decay, dtype=x.dtype).predict_prefixes(x, y)

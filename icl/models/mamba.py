@@ -219,8 +219,7 @@ def gd_model(d: int, lr: float, n_ref: int, decay: float = 1.0, scan: str = "par
 def verify_errors(batch, lr: float = 0.5, decay: float = 0.9) -> dict[str, float]:
     """max |construction - learner| over every prefix of the sequence [context, queries] of
     `batch` (float64), n_ref = its context size: GD (decay 1) and exponentially weighted GD."""
-    x = jnp.concatenate([batch.x_ctx, batch.x_query], axis=1)  # [B, N + M, d]
-    y = jnp.concatenate([batch.y_ctx, batch.y_query], axis=1)  # [B, N + M]
+    x, y = batch.sequence()  # [B, T, d], [B, T]
     d, n_ref = x.shape[-1], batch.x_ctx.shape[1]
     errors = {}
     for name, gamma in (("mamba_gd_max_abs_err", 1.0), ("mamba_weighted_gd_max_abs_err", decay)):

@@ -74,6 +74,12 @@ class Batch:
     def d(self) -> int:
         return self.x_ctx.shape[2]
 
+    def sequence(self) -> tuple[jax.Array, jax.Array]:
+        """The pairs as one sequence, context then queries (`split`'s inverse): x [B, T, d],
+        y [B, T] with T = N + M; what a causal model reads and predicts at every position."""
+        return (jnp.concatenate([self.x_ctx, self.x_query], axis=1),
+                jnp.concatenate([self.y_ctx, self.y_query], axis=1))
+
     @classmethod
     def split(cls, x: jax.Array, y: jax.Array, n_ctx: int, w: jax.Array | None = None) -> Batch:
         """The batch whose first n_ctx pairs of x [B, N+M, d], y [B, N+M] are the context and the

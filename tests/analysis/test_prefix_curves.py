@@ -11,7 +11,7 @@ from icl.analysis import prefix_curves
 
 def test_learner_predictions_fit_each_prefix_and_predict_zero_first():
     task = tasks.get("linear", d=3, n_ctx=6, n_query=1, input_dist="gaussian")
-    x, y = prefix_curves.sequence(task.sample(jax.random.key(0), 8))  # [8, 7, 3], [8, 7]
+    x, y = task.sample(jax.random.key(0), 8).sequence()  # [8, 7, 3], [8, 7]
     for spec in ("least_squares", "ridge(lam=0.3)", "knn(k=2)", "online_sgd(lr=0.1)"):
         predict, _ = compare.solver_predictor(spec, task, jax.random.key(1))
         got = prefix_curves.learner_predictions(predict, x, y)
@@ -30,7 +30,7 @@ def test_curves_are_normalised_errors_and_the_zero_predictor_scores_one():
     """E[y^2] = d for noiseless linear regression with x, w ~ N(0, I): the zero predictor's
     normalised error is ~1 at every position (within its bootstrap band's reach)."""
     task = tasks.get("linear", d=4, n_ctx=5, n_query=1, input_dist="gaussian")
-    x, y = prefix_curves.sequence(task.sample(jax.random.key(2), 4000))
+    x, y = task.sample(jax.random.key(2), 4000).sequence()
     out = prefix_curves.curves(task, {"zero": jnp.zeros_like(y), "truth": y}, y, jax.random.key(3), n_boot=200)
     mean = np.asarray(out["zero"]["mean"])
     np.testing.assert_allclose(mean, np.mean(np.asarray(y) ** 2, axis=0) / 4.0, rtol=1e-12)
@@ -50,7 +50,7 @@ def test_a_causal_model_against_learners_end_to_end():
     """The GD construction's causal predictions equal one GD step per prefix (docs/math.md), so
     its curve equals that learner's curve at rate lr t / N."""
     task = tasks.get("linear", d=3, n_ctx=6, n_query=1, input_dist="gaussian")
-    x, y = prefix_curves.sequence(task.sample(jax.random.key(4), 16))
+    x, y = task.sample(jax.random.key(4), 16).sequence()
     from icl import constructions
 
     model = constructions.gd_model(3, 6, lr=0.5)
@@ -93,7 +93,7 @@ def _naive_cosine(sf, sg) -> np.ndarray:
 
 def _relu_sequence(b=3, d=3, n_ctx=5):
     task = tasks.get("relu_net", d=d, n_ctx=n_ctx, n_query=1, hidden=8)
-    return task, *prefix_curves.sequence(task.sample(jax.random.key(5), b))
+    return task, *task.sample(jax.random.key(5), b).sequence()
 
 
 def test_position_sensitivities_of_a_model_and_of_learners_equal_naive_loops():
@@ -144,7 +144,7 @@ def test_sensitivities_in_closed_form():
 
     d, n_ctx = 3, 7
     task = tasks.get("linear", d=d, n_ctx=n_ctx, n_query=1, input_dist="gaussian", noise_std=0.5)
-    x, y = prefix_curves.sequence(task.sample(jax.random.key(6), 5))  # [5, 8, 3], [5, 8]
+    x, y = task.sample(jax.random.key(6), 5).sequence()  # [5, 8, 3], [5, 8]
     xn, yn = np.asarray(x), np.asarray(y)
     lsq = prefix_curves.learner_sensitivities(solvers.least_squares, x, y)
     for t in range(d, n_ctx + 1):
