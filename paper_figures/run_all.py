@@ -11,6 +11,12 @@ cores: figure 2's 5-layer stack 6.1 steps/s alone, 5.0 + 5.3 two at once; figure
 Every script's own numbers are unchanged: each run is a pure function of its config, and its
 `wall_s` is its own (measured while sharing the machine).
 
+How many at once (`--jobs`, default `plan_jobs` on the device a child process finds): on a CPU,
+the CPU count; on GPUs, GPU_JOBS_PER_DEVICE scripts per GPU, each started with
+XLA_PYTHON_CLIENT_PREALLOCATE=false and XLA_PYTHON_CLIENT_MEM_FRACTION = 0.9 / (scripts per GPU),
+so several small programs fill one GPU instead of the first taking 75 % of its memory; on TPUs,
+one (a TPU chip takes one process).
+
 Order: the longest first (the previous `wall_s` in each script's numbers file; scripts without
 one first of all), figure 3 after figure 2 (it loops figure 2's shared runs, which are trained
 once, by whichever comes first: a run directory takes one trainer at a time). Each script's
@@ -30,6 +36,31 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 AFTER = {"fig3_recurrence": "fig2_depth"}  # script -> the script whose runs it reuses
+GPU_JOBS_PER_DEVICE = 4  # the paper's programs are small: one alone leaves a GPU mostly idle
+PROBE = "import jax; print(jax.default_backend(), jax.device_count())"
+
+
+def probe_device(python: str) -> tuple[str, int]:
+    """(backend, device count) as a script would see them, asked of a child process (this one
+    never initialises an accelerator, so it holds none of its memory); ("cpu", 1) if it fails."""
+    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    try:
+        out = subprocess.run([python, "-c", PROBE], capture_output=True, text=True, env=env, timeout=300, check=True)
+        backend, count = out.stdout.split()[-2:]
+        return backend, int(count)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return "cpu", 1
+
+
+def plan_jobs(backend: str, n_devices: int, n_cpus: int) -> tuple[int, dict[str, str]]:
+    """(scripts at once, extra environment for each) on this device (see the module docstring)."""
+    if backend == "gpu":
+        per_device = GPU_JOBS_PER_DEVICE
+        return per_device * n_devices, {"XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                                        "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{0.9 / per_device:.3f}"}
+    if backend == "tpu":
+        return 1, {}
+    return max(n_cpus, 1), {}
 
 
 def scripts(only: list[str] | None) -> list[str]:
@@ -59,14 +90,22 @@ def ready(name: str, done: set[str], selected: set[str]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="every script's --quick mode (outputs in paper_figures/quick/)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="scripts at once (default: CPU count)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="scripts at once (default: by device: the CPU count, 4 per GPU, 1 on TPU)")
     parser.add_argument("--only", nargs="+", metavar="SCRIPT", help="these scripts (names without .py)")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the scripts")
     parser.add_argument("--out", type=Path, default=None,
                         help="every script's --out (default paper_figures/, or paper_figures/quick/ with --quick)")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    backend, n_devices = probe_device(args.python)
+    jobs, extra_env = plan_jobs(backend, n_devices, os.cpu_count() or 1)
+    if args.jobs is not None:  # the user's count; one script per device on a TPU regardless
+        jobs = 1 if backend == "tpu" else args.jobs
+    env = {**os.environ, **extra_env}
+    print(f"run_all: {backend} x {n_devices}: {jobs} script(s) at once"
+          + (f" ({', '.join(f'{k}={v}' for k, v in extra_env.items())})" if extra_env else ""), flush=True)
     out = args.out.resolve() if args.out else (HERE / "quick" if args.quick else HERE)
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -75,12 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     running: dict[str, tuple[subprocess.Popen, float]] = {}
     started = time.perf_counter()
     while waiting or running:
-        for name in [n for n in waiting if ready(n, done, selected)][: args.jobs - len(running)]:
+        for name in [n for n in waiting if ready(n, done, selected)][: jobs - len(running)]:
             waiting.remove(name)
             with open(logs / f"{name}.log", "w") as log:
                 cmd = [args.python, str(HERE / f"{name}.py"), *(["--quick"] if args.quick else []),
                        *(["--out", str(out)] if args.out else [])]
-                running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), time.perf_counter())
+                running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), time.perf_counter())
             print(f"=== {name}: started ({len(running)} running)", flush=True)
         time.sleep(0.2)
         for name, (proc, t0) in list(running.items()):
@@ -100,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print(f"run_all: {len(failed)} of {len(selected)} failed: {' '.join(failed)} ({total:.0f} s)", file=sys.stderr)
         return 1
-    print(f"run_all: all {len(selected)} scripts passed in {total:.0f} s with {args.jobs} at once")
+    print(f"run_all: all {len(selected)} scripts passed in {total:.0f} s with {jobs} at once")
     return 0
 
 
