@@ -8,14 +8,16 @@ In order, each step timed and recorded as soon as it ends (a cut-off run keeps w
      at "highest", against float64 (shows what TF32 / bf16 passes would cost the float-precision
      checks), and the one-step GD construction vs `solvers.gd` in float32 under the policy;
   3. `icl verify` (constructions vs solvers, float64);
-  4. the default job `icl train` (the one-layer paper run), its summary numbers;
+  4. the default job `icl train` (the one-layer paper run), its summary numbers, and the run
+     loop's efficiency (`benchmarks/bench_loop.py`: the loop's steps/s over the bare chunk's);
   5. the float-precision tests on the accelerator (constructions, solvers, the Gram path, models,
      precision policy; pytest in float64 as in CI);
   6. training speed of each figure's model (the "variants" study of `icl list`: one LSA layer, 5 clipped layers,
      softmax, sine with MLP embedding, classic tokens), steps/s after compilation;
   7. the speed benchmark `benchmarks/bench_train.py`;
   8. figure scripts in full mode, cheapest first, while the budget lasts (each under `timeout`;
-     outputs under SCRATCH/figures, never over the repo's records).
+     outputs under SCRATCH/figures, never over the repo's records), then the whole paper's full
+     modes projected from them (`paper_projection`).
 Run directories and figure outputs go to --scratch (default DIR/scratch); the JSON alone to DIR.
 Steps run as subprocesses of this interpreter with the repo root on PYTHONPATH, so the project
 need not be pip-installed on the machine.
@@ -81,6 +83,27 @@ def precision_numbers() -> dict:
     return out
 
 
+def paper_projection(steps: dict) -> dict:
+    """The whole paper's full modes on this device, projected: each figure that ran to the end
+    here counts its measured wall time; every other script counts its committed record's
+    training wall time (2-core CPU) scaled by the median speed-up of the figures that ran
+    (record wall / wall here). One script at a time; a rough number, labelled as such (a record's
+    training time counts runs another script reuses: figure 3 trains none of figure 2's)."""
+    records = {p.stem: json.loads(p.read_text()) for p in (ROOT / "paper_figures").glob("*.json")}
+    records = {name: r for name, r in records.items() if isinstance(r, dict) and "figure" in r}  # a script's record
+    cpu_s = {name: max(float(r.get("wall_s") or 0), float(r.get("train_wall_s") or 0))  # a rerun trains every run
+             for name, r in records.items() if r.get("mode") == "full"}
+    measured = {name.removeprefix("figure:"): s["wall_s"] for name, s in steps.items()
+                if name.startswith("figure:") and s.get("rc") == 0 and "wall_s" in s}
+    ratios = sorted(cpu_s[n] / w for n, w in measured.items() if cpu_s.get(n) and w > 0)
+    if not ratios:
+        return {"note": "no figure finished here: nothing to scale by"}
+    speedup = ratios[len(ratios) // 2]
+    projected = {n: measured.get(n, s / speedup) for n, s in cpu_s.items()}
+    return {"speedup_vs_records": round(speedup, 2), "measured": sorted(measured), "cpu_record_total_s": round(sum(cpu_s.values())),
+            "projected_total_s": round(sum(projected.values())), "scripts": len(projected)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -124,6 +147,13 @@ def main() -> int:
                                       for name, row in summary["solvers"].items()}
     record("default_job", step)
 
+    loop = args.out / "loop.json"  # the run loop's steps/s over its bare train chunk's, at a cheap step
+    step = run([sys.executable, "benchmarks/bench_loop.py", "--repeats", "2", "--out", str(loop)],
+               min(120.0, deadline - time.perf_counter()), env)
+    if loop.exists():
+        step["results"] = {k: v for k, v in json.loads(loop.read_text()).items() if k != "machine"}
+    record("loop_efficiency", step)
+
     tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PRECISION_TESTS]
     record("precision_tests", run(tests, min(180.0, deadline - time.perf_counter()), env))
 
@@ -156,6 +186,8 @@ def main() -> int:
         if numbers.exists():
             step["numbers"] = json.loads(numbers.read_text())
         record(f"figure:{name}", step)
+    result["paper_projection"] = paper_projection(result["steps"])
+    record("paper_projection", result["paper_projection"])
     result["wall_s"] = round(args.budget_s - (deadline - time.perf_counter()), 1)
     result_path.write_text(json.dumps(result, indent=1))
     print(f"[device_check] wrote {result_path}")
