@@ -344,6 +344,32 @@ CHECKS["claim15_task_mixture"] = [
 ]
 
 
+# -- claim 16: saddle-to-saddle, ATTN_S (5 heads of key size 1) vs the merged stand-in (6,000 steps of batch 512, 2 seeds)
+CHECKS["claim16_saddle_to_saddle"] = [
+    Check("ATTN_S: drops of the held-out loss (mean of 2 seeds)",
+          lambda n: mean([s["n_drops"] for s in n["sep"]["seeds"]]), 2, 3.5, 2.5,
+          "a model that never leaves the zero plateau 0; every component at once (the merged model's way) 1",
+          "seeds 3 and 2: seed 0's third drop (step 5,100) is near the end of the 6,000 steps, seed 1's comes later; "
+          "the fourth needs 7,000-16,000 steps (full run)"),
+    Check("ATTN_S: seeds whose learned components are the top ones, learned at strictly increasing steps (of 2)",
+          lambda n: n["counts"]["sep_in_order_so_far"], 2, 2, 2,
+          "components learned together (a tie at the 25-step resolution) or out of eigenvalue order: 0 or 1"),
+    Check("ATTN_S: plateau after the first drop / in-context PCR loss L_1 on the same held-out tasks (mean of 2 seeds)",
+          lambda n: mean([s["plateaus"][1]["level"] / n["sep"]["pcr_losses_on_tasks"][1] for s in n["sep"]["seeds"]]),
+          0.98, 1.05, 1.0043,
+          "no drop: not readable; two components in one drop 0.64 (L_2 / L_1); a PCR predictor or Gamma* that is wrong moves "
+          "L_1 (the zero plateau would be 1.58)",
+          "seeds 1.003 and 1.006: SGD noise in the weights keeps a plateau just above the exact PCR predictor on the same "
+          "4,096 tasks (1.281; the closed form 1.319 is the expectation)"),
+    Check("merged stand-in: final loss / the one-layer optimum L_d (mean of 2 seeds)",
+          lambda n: mean([s["final_loss_over_optimum"] for s in n["merged"]["seeds"]]), 0.95, 1.1, 0.9946,
+          "untrained 5.19 (L_0 / L_d); one component only 3.39 (L_1 / L_d, what the full run's seed 3 sits on for "
+          "17,000 steps); an unstable lr > 1.1"),
+    Check("merged stand-in: seeds with exactly one loss drop (of 2)", lambda n: n["counts"]["merged_drops_once"], 2, 2, 2,
+          "components learned one drop at a time (ATTN_S's way) or a seed stalled after the first: 0 or 1"),
+]
+
+
 def scripts() -> list[str]:
     """The figure and claim scripts (as run_all.py finds them)."""
     return sorted(p.stem for p in [*HERE.glob("fig*.py"), *HERE.glob("claim*.py")])
