@@ -91,8 +91,9 @@ def checks(r: dict) -> dict:
     if r["kind"] == "tree":
         out["last_position"] = {n: float(mean[n][-1]) for n in ("model", "greedy_tree", "greedy_tree_unbounded", "boosted_trees")}
         out["beats_greedy_tree_at_last_position"] = bool(mean["model"][-1] < mean["greedy_tree"][-1])
-    if r["kind"] == "relu":
-        out["last_position"] = {n: float(mean[n][-1]) for n in ("model", "kernel_ridge", "least_squares", "knn")}
+    if r["kind"] == "relu":  # Garg et al.: the transformer at or below the network trained by GD
+        out["last_position"] = {n: float(mean[n][-1]) for n in ("model", "relu_net_gd", "kernel_ridge", "least_squares", "knn")}
+        out["at_or_below_the_gd_network_past_k_d"] = bool(np.all(mean["model"][k > d] <= mean["relu_net_gd"][k > d]))
     return out
 
 
