@@ -59,14 +59,13 @@ not hold" if ATTN_S is not saddle-to-saddle in a majority of seeds.
 from __future__ import annotations
 
 import itertools
-import json
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from icl import compare, precision
+from icl.analysis import along_training
 from icl.config import ExperimentConfig
 from icl.trainer import HeldOut, Trainer, heldout_key
 
@@ -260,58 +259,25 @@ def trajectory(config: ExperimentConfig, run_dir: str | Path | None = None) -> d
     (`HeldOut.EVAL`, the tasks the training log uses). One linear attention layer, paired tokens.
     Returns {"steps" [R] (0 first), "loss" [R, S], "train_loss" [R, S] (NaN at step 0), "query",
     "key", "value", "out" [R, S, H, ...], "wall_s"}; cached as <run_dir>/trajectory.npz (with the
-    config beside it) when run_dir is given, and reused when the config matches."""
-    cfg = config.train
+    config beside it) when run_dir is given, and reused when the config matches (`along_training`)."""
     path = Path(run_dir) / TRAJECTORY if run_dir is not None else None
-    if path is not None and path.exists() and (path.parent / "config.json").exists():
-        if json.loads((path.parent / "config.json").read_text()) == json.loads(config.to_json()):
-            with np.load(path) as data:
-                out = {k: data[k] for k in data.files}
-            out["wall_s"] = float(out["wall_s"])
-            return out
-    with precision.at_dtype(cfg.dtype):  # as icl.train.train: the run's dtype whatever the caller's x64 setting
-        out = _train_and_record(config)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **out)
-        (path.parent / "config.json").write_text(config.to_json())
-    return out
+    return along_training.cached(path, config, lambda: along_training.record(config, _weights_and_loss))
 
 
-def _train_and_record(config: ExperimentConfig) -> dict:
-    cfg = config.train
-    trainer = Trainer(config)
-    params, opt_state = trainer.init()
-    keys = trainer.keys()
-    batch = config.task.sample(heldout_key(config, HeldOut.EVAL), cfg.eval_tasks)
+def _weights_and_loss(trainer: Trainer):
+    """The measurement after every chunk: every seed's attention weights and its loss on the
+    eval_tasks held-out tasks of the training log, and the chunk's mean training loss."""
+    config = trainer.config
+    batch = config.task.sample(heldout_key(config, HeldOut.EVAL), config.train.eval_tasks)
+    loss = jax.jit(jax.vmap(lambda q: compare.loss(trainer.spec.predictor(q)(batch.x_ctx, batch.y_ctx, batch.x_query),
+                                                   batch.y_query)))
 
-    @jax.jit
-    def evaluate(p):
-        return jax.vmap(lambda q: compare.loss(trainer.spec.predictor(q)(batch.x_ctx, batch.y_ctx, batch.x_query),
-                                               batch.y_query))(p)
-
-    names = ("query", "key", "value", "out")
-    record = {k: [] for k in ("steps", "loss", "train_loss", *names)}
-
-    def keep(step, p, train_loss):
+    def measure(p, train_losses):
         layer = p["layers"][0]
-        record["steps"].append(step)
-        record["loss"].append(np.asarray(evaluate(p)))
-        record["train_loss"].append(train_loss)
-        for name in names:
-            record[name].append(np.asarray(layer[name]))
+        return {"loss": loss(p), "train_loss": np.full(config.train.n_seeds, np.nan) if train_losses is None else train_losses,
+                **{name: layer[name] for name in ("query", "key", "value", "out")}}
 
-    t0 = time.perf_counter()
-    keep(0, params, np.full(cfg.n_seeds, np.nan))
-    step = 0
-    while step < cfg.steps:
-        n = min(cfg.eval_every, cfg.steps - step)
-        params, opt_state, losses = trainer.train_chunk(params, opt_state, keys, step, n)
-        step += n
-        keep(step, params, np.asarray(losses).mean(0))
-    out = {k: np.asarray(v) for k, v in record.items()}
-    out["wall_s"] = time.perf_counter() - t0
-    return out
+    return measure
 
 
 # -- one run's numbers, and the verdict ---------------------------------------------------------

@@ -40,16 +40,15 @@ ridge-like: no rise). A majority is more than half of the seeds.
 
 from __future__ import annotations
 
-import json
-import time
+import dataclasses
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from icl import precision, solvers
-from icl.analysis import task_pool
+from icl import solvers
+from icl.analysis import along_training, task_pool
 from icl.config import ExperimentConfig
 from icl.trainer import HeldOut, Trainer, heldout_key
 
@@ -89,36 +88,30 @@ def trajectory(config: ExperimentConfig, fresh_task, n_tasks: int, lam: float, n
     `n_tasks` fresh and pool tasks (`heldout_sets`). Returns {"steps" [R] (0 first),
     "<set>_d_ridge", "<set>_d_dmmse", "<set>_mse" [R, S], "<set>_ridge_mse", "<set>_dmmse_mse",
     "<set>_ridge_sq" (E[ridge^2]), "<set>_ridge_dmmse" (dPM between the two) scalars, "wall_s"};
-    cached as <run_dir>/transient_trajectory.npz (config beside it) and reused when the config matches."""
+    cached as <run_dir>/transient_trajectory.npz (config beside it) and reused while the config and
+    these arguments are the same (`along_training.cached`)."""
     path = Path(run_dir) / TRAJECTORY if run_dir is not None else None
-    if path is not None and path.exists() and (path.parent / "config.json").exists():
-        if json.loads((path.parent / "config.json").read_text()) == json.loads(config.to_json()):
-            with np.load(path) as data:
-                out = {k: data[k] for k in data.files}
-            out["wall_s"] = float(out["wall_s"])
-            return out
-    with precision.at_dtype(config.train.dtype):
-        out = _train_and_record(config, fresh_task, n_tasks, lam, noise_std)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **out)
-        (path.parent / "config.json").write_text(config.to_json())
-    return out
+    fresh = {"family": fresh_task.family, **dataclasses.asdict(fresh_task)}
+
+    def compute() -> dict:
+        scalars: dict = {}
+        out = along_training.record(config, lambda trainer: _distances(trainer, fresh_task, n_tasks, lam, noise_std, scalars))
+        return {**scalars, **out}
+
+    return along_training.cached(path, config, compute, fresh_task=fresh, n_tasks=n_tasks, lam=lam, noise_std=noise_std)
 
 
-def _train_and_record(config: ExperimentConfig, fresh_task, n_tasks: int, lam: float, noise_std: float) -> dict:
-    cfg = config.train
-    trainer = Trainer(config)
-    params, opt_state = trainer.init()
-    keys = trainer.keys()
+def _distances(trainer: Trainer, fresh_task, n_tasks: int, lam: float, noise_std: float, scalars: dict):
+    """The measurement after every chunk (dPM to ridge and to dMMSE, MSE, per held-out set and
+    seed); the references' own numbers go into `scalars` once."""
+    config = trainer.config
     sets = heldout_sets(config, fresh_task, n_tasks)
     refs = {name: references(b, config.task.pool, lam, noise_std) for name, b in sets.items()}
-    out: dict = {}
     for name, b in sets.items():
-        out[f"{name}_ridge_mse"] = float(task_pool.mse(refs[name]["ridge"], b.y_query))
-        out[f"{name}_dmmse_mse"] = float(task_pool.mse(refs[name]["dmmse"], b.y_query))
-        out[f"{name}_ridge_sq"] = float(jnp.mean(refs[name]["ridge"] ** 2))
-        out[f"{name}_ridge_dmmse"] = float(distance(refs[name]["ridge"], refs[name]["dmmse"]))
+        scalars[f"{name}_ridge_mse"] = float(task_pool.mse(refs[name]["ridge"], b.y_query))
+        scalars[f"{name}_dmmse_mse"] = float(task_pool.mse(refs[name]["dmmse"], b.y_query))
+        scalars[f"{name}_ridge_sq"] = float(jnp.mean(refs[name]["ridge"] ** 2))
+        scalars[f"{name}_ridge_dmmse"] = float(distance(refs[name]["ridge"], refs[name]["dmmse"]))
 
     @jax.jit
     def measure(p):
@@ -130,24 +123,7 @@ def _train_and_record(config: ExperimentConfig, fresh_task, n_tasks: int, lam: f
             row[f"{name}_mse"] = jnp.mean((y - b.y_query[None]) ** 2, axis=(-2, -1))
         return row
 
-    record: dict = {"steps": []}
-
-    def keep(step, p):
-        record["steps"].append(step)
-        for k, v in measure(p).items():
-            record.setdefault(k, []).append(np.asarray(v))
-
-    t0 = time.perf_counter()
-    keep(0, params)
-    step = 0
-    while step < cfg.steps:
-        n = min(cfg.eval_every, cfg.steps - step)
-        params, opt_state, _ = trainer.train_chunk(params, opt_state, keys, step, n)
-        step += n
-        keep(step, params)
-    out.update({k: np.asarray(v) for k, v in record.items()})
-    out["wall_s"] = time.perf_counter() - t0
-    return out
+    return lambda p, _train_losses: measure(p)
 
 
 # -- the transient rule ------------------------------------------------------------------------
