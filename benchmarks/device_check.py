@@ -9,7 +9,8 @@ In order, each step timed and recorded as soon as it ends (a cut-off run keeps w
      checks), and the one-step GD construction vs `solvers.gd` in float32 under the policy;
   3. `icl verify` (constructions vs solvers, float64);
   4. the default job `icl train` (the one-layer paper run), its summary numbers, and the run
-     loop's efficiency (`benchmarks/bench_loop.py`: the loop's steps/s over the bare chunk's);
+     loop's efficiency (`benchmarks/bench_loop.py`: the loop's steps/s over the bare chunk's) and
+     a learning-rate sweep in one program against its runs one by one (`benchmarks/bench_sweep.py`);
   5. the float-precision tests on the accelerator (constructions, solvers, the Gram path, models,
      precision policy; pytest in float64 as in CI);
   6. training speed of each figure's model (the "variants" study of `icl list`: one LSA layer, 5 clipped layers,
@@ -153,6 +154,13 @@ def main() -> int:
     if loop.exists():
         step["results"] = {k: v for k, v in json.loads(loop.read_text()).items() if k != "machine"}
     record("loop_efficiency", step)
+
+    sweep = args.out / "sweep.json"  # 8 learning rates in one program vs one after another
+    step = run([sys.executable, "benchmarks/bench_sweep.py", "--repeats", "1", "--steps", "1000", "--batch", "16",
+                "--batch", "2048", "--out", str(sweep)], min(120.0, deadline - time.perf_counter()), env)
+    if sweep.exists():
+        step["results"] = json.loads(sweep.read_text())["rows"]
+    record("sweep", step)
 
     tests = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PRECISION_TESTS]
     record("precision_tests", run(tests, min(180.0, deadline - time.perf_counter()), env))

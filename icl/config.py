@@ -52,6 +52,9 @@ class OptimConfig:
             raise ValueError("optim: grad_clip, weight_decay and warmup_steps must be >= 0")
 
 
+SWEEPABLE = ("lr", "b1", "b2", "weight_decay")  # optim fields a run can sweep in one program (train.sweep)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """The training loop.
@@ -104,6 +107,12 @@ class TrainConfig:
         Yang et al.'s loop curriculum (`icl.models.gpt2.loop_curriculum`, the task family's
         `LOOP_SCHEDULES` entry): b_t loops growing to b, the loss averaged over the last
         `window` loops' read-outs with truncated backpropagation. Causal objective only.
+      sweep, sweep_values: "" and () (default), or an optimiser hyper-parameter (`SWEEPABLE`:
+        "lr", "b1", "b2", "weight_decay") and its values: the run trains one column per (value,
+        seed), value-major, C = len(sweep_values) x n_seeds columns in one compiled program
+        (`n_columns`); column (v, i) is the run with `optim.<sweep>` = v and seed `seed + i`, so
+        the values see the same initial weights and tasks (paired). Every per-seed list a run
+        writes (log, summary, checkpoints) is then per column; `icl.trainer.columns` names them.
     """
 
     steps: int = 5000
@@ -126,6 +135,13 @@ class TrainConfig:
     curriculum: str = "none"
     curriculum_every: int = 2000
     loop_curriculum: str = "none"
+    sweep: str = ""
+    sweep_values: tuple[float, ...] = ()
+
+    @property
+    def n_columns(self) -> int:
+        """The runs trained side by side: n_seeds, times the sweep's values if any."""
+        return self.n_seeds * max(len(self.sweep_values), 1)
 
     def __post_init__(self):
         names = ("steps", "batch_size", "n_seeds", "eval_every", "eval_tasks", "ckpt_every", "final_eval_tasks", "seed_parallel",
@@ -153,6 +169,12 @@ class TrainConfig:
                 raise ValueError(f"train: {name} must be one of {', '.join(known)}, got {getattr(self, name)!r}")
         if self.matmul_precision not in PRECISIONS:
             raise ValueError(f"train: matmul_precision must be one of {', '.join(PRECISIONS)}, got {self.matmul_precision!r}")
+        if self.sweep not in ("", *SWEEPABLE):
+            raise ValueError(f"train: sweep must be one of {', '.join(SWEEPABLE)} (or empty), got {self.sweep!r}")
+        if bool(self.sweep) != bool(self.sweep_values):
+            raise ValueError("train: sweep and sweep_values go together: name the optim field and give its values")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.sweep_values):
+            raise ValueError(f"train: sweep_values must be numbers, got {self.sweep_values!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +209,15 @@ class ExperimentConfig:
         object.__setattr__(self, "compare_against", tuple(self.compare_against))
         for spec in self.compare_against:
             solvers.parse_spec(spec)
+        for value in self.train.sweep_values:  # each column's optimiser is a valid one
+            try:
+                dataclasses.replace(self.optim, **{self.train.sweep: value})
+            except ValueError as error:
+                raise ValueError(f"train: sweep_values: {error}") from None
+        if self.train.sweep == "weight_decay" and self.optim.name != "adamw":
+            raise ValueError(f"train: sweep weight_decay needs optim.name = adamw, got {self.optim.name!r}")
+        if self.train.sweep in ("b1", "b2") and self.optim.name == "sgd":
+            raise ValueError(f"train: sweep {self.train.sweep} needs optim.name = adam or adamw (sgd has no {self.train.sweep})")
         if self.train.reference is None:
             object.__setattr__(self, "train", dataclasses.replace(self.train, reference=default_reference(self.task)))
         try:

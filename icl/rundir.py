@@ -61,7 +61,8 @@ def naming_config(config) -> dict:
 # Fields added after run directories were first named, with the value every older run had: at
 # that value they stay out of the name, so an existing directory keeps its name (and resumes).
 ADDED_FIELDS = (("model", "family", "lsa"), ("train", "objective", "query"), ("task", "weight_mean", 0.0),
-                ("train", "curriculum", "none"), ("train", "curriculum_every", 2000), ("train", "loop_curriculum", "none"))
+                ("train", "curriculum", "none"), ("train", "curriculum_every", 2000), ("train", "loop_curriculum", "none"),
+                ("train", "sweep", ""), ("train", "sweep_values", ()))
 
 
 def _at_default(config, dotted: str):

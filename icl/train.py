@@ -38,6 +38,8 @@ from icl.trainer import (  # noqa: F401  (re-exported: the public training API l
     ModelSpec,
     Trainer,
     build_optimizer,
+    column_config,
+    columns,
     data_keys,
     final_table,
     heldout_key,
@@ -447,7 +449,8 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
 
     echo(f"devices: {', '.join(_devices())} (backend {jax.default_backend()}, {jax.process_count()} process(es)); "
          f"mesh {dict(trainer.mesh.shape)}; "
-         f"{cfg.n_seeds} seed(s) x batch {cfg.batch_size}, steps {start} -> {end}")
+         f"{cfg.n_seeds} seed(s)" + (f" x {len(cfg.sweep_values)} values of optim.{cfg.sweep}" if cfg.sweep else "")
+         + f" x batch {cfg.batch_size}, steps {start} -> {end}")
     eval_batch = config.task.sample(heldout_key(config, HeldOut.EVAL), cfg.eval_tasks)
     reference, reference_hparams = reference_solver(config)
     evaluate = trainer.evaluator(reference)
@@ -472,7 +475,7 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
             good = saver.wait()  # the last good checkpoint, on disk (its chunk was checked before it was saved)
             raise TrainingDiverged(
                 f"training diverged: non-finite {bad[0]} within steps {chunk.start}-{chunk.end} "
-                f"(seed {seeds_of(config)[bad[1]]}); "
+                f"({', '.join(f'{k} {v:g}' for k, v in columns(config)[bad[1]].items())}); "
                 + (f"last good checkpoint is step {good} in {run_dir / 'checkpoints'}. " if good is not None
                    else "no checkpoint was written. ")
                 + "Try a lower optim.lr, optim.grad_clip or model.clip_activations."
@@ -574,6 +577,7 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
         "experiment": config.name,
         "steps": done,
         "seeds": seeds_of(config),
+        **({"columns": columns(config)} if cfg.sweep else {}),
         "reference": {"solver": config.train.reference, "hparams": reference_hparams},
         "wall_s": round(wall, 3),  # as the log rounds it: never below its last record
         # the loop's training rate: steps after the first chunk (which compiles) per second, until
@@ -597,7 +601,7 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
 def seed_models(config: ExperimentConfig, params: dict) -> list[models.LSATransformer]:
     """The trained model of every seed, from parameters stacked over seeds."""
     spec = model_spec(config)
-    return [spec.model(p) for p in unstack_seeds(params, config.train.n_seeds)]
+    return [spec.model(p) for p in unstack_seeds(params, config.train.n_columns)]
 
 
 def load_params(run_dir: str | Path, config: ExperimentConfig | None = None, step: int | None = None) -> tuple[ExperimentConfig, dict, int]:

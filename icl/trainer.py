@@ -2,7 +2,7 @@
 train chunk and evaluation (`Trainer`), and the final comparison table.
 
 Keys (a run is a pure function of its `ExperimentConfig`):
-  * seed i of `n_seeds` has root key `key(seed + i)`; its initial weights come from
+  * seed i of `n_seeds` has root key `key(seed + i)` (in a sweep, every value's column i); its initial weights come from
     `fold_in(root, 0)` and the tasks of step t from `fold_in(fold_in(root, 1), t)`, drawn inside
     the jitted step, so a resumed run sees exactly the data of an uninterrupted one;
   * held-out tasks come from `fold_in(key(eval_seed), purpose)` (`HeldOut`), never trained on;
@@ -40,24 +40,27 @@ def unstack_seeds(params: Any, n_seeds: int) -> list[Any]:
     return [jax.tree.map(lambda x, i=i: x[i], params) for i in range(n_seeds)]
 
 
-def build_optimizer(config: OptimConfig, total_steps: int) -> optax.GradientTransformation:
-    """Clip by global norm, then adam / adamw / sgd with a warm-up and constant or cosine schedule."""
+def build_optimizer(config: OptimConfig, total_steps: int, **values) -> optax.GradientTransformation:
+    """Clip by global norm, then adam / adamw / sgd with a warm-up and constant or cosine schedule.
+    `values` replace the config's lr, b1, b2 or weight_decay, possibly by traced scalars (a sweep's
+    column, `Trainer`); the state's layout does not depend on them."""
+    lr, b1, b2, weight_decay = (values.get(k, getattr(config, k)) for k in ("lr", "b1", "b2", "weight_decay"))
     decay_steps = max(total_steps - config.warmup_steps, 1)
     if config.schedule == "cosine":
-        main = optax.cosine_decay_schedule(config.lr, decay_steps)
+        main = optax.cosine_decay_schedule(lr, decay_steps)
     else:
-        main = optax.constant_schedule(config.lr)
+        main = optax.constant_schedule(lr)
     if config.warmup_steps:
-        warmup = optax.linear_schedule(0.0, config.lr, config.warmup_steps)
+        warmup = optax.linear_schedule(0.0, lr, config.warmup_steps)
         schedule = optax.join_schedules([warmup, main], [config.warmup_steps])
     else:
         schedule = main
     if config.name == "sgd":
         opt = optax.sgd(schedule)
     elif config.name == "adam":
-        opt = optax.adam(schedule, b1=config.b1, b2=config.b2)
+        opt = optax.adam(schedule, b1=b1, b2=b2)
     else:
-        opt = optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay)
+        opt = optax.adamw(schedule, b1=b1, b2=b2, weight_decay=weight_decay)
     return optax.chain(optax.clip_by_global_norm(config.grad_clip), opt) if config.grad_clip else opt
 
 
@@ -93,7 +96,28 @@ def init_params(config: ExperimentConfig, seed: int) -> dict:
 
 
 def seeds_of(config: ExperimentConfig) -> list[int]:
-    return [config.train.seed + i for i in range(config.train.n_seeds)]
+    """The seed of every column: seed, seed + 1, ... (repeated for each value of a sweep)."""
+    cfg = config.train
+    return [cfg.seed + i for _ in range(max(len(cfg.sweep_values), 1)) for i in range(cfg.n_seeds)]
+
+
+def columns(config: ExperimentConfig) -> list[dict]:
+    """What each column of a run is: {"seed": s} or, in a sweep, {"seed": s, "optim.<field>": v}."""
+    cfg = config.train
+    values = [v for v in cfg.sweep_values for _ in range(cfg.n_seeds)] or [None] * cfg.n_seeds
+    return [{"seed": s} if v is None else {"seed": s, f"optim.{cfg.sweep}": float(v)}
+            for s, v in zip(seeds_of(config), values, strict=True)]
+
+
+def column_config(config: ExperimentConfig, column: int) -> ExperimentConfig:
+    """The one-seed run that column `column` of `config` trains (a sweep's value in its optim)."""
+    info = columns(config)[column]
+    optim = config.optim
+    if config.train.sweep:
+        optim = dataclasses.replace(optim, **{config.train.sweep: info[f"optim.{config.train.sweep}"]})
+    train = dataclasses.replace(config.train, seed=info["seed"], n_seeds=1, seed_parallel=1, seed_group=0,
+                                sweep="", sweep_values=())
+    return dataclasses.replace(config, optim=optim, train=train)
 
 
 def data_keys(config: ExperimentConfig) -> jax.Array:
@@ -197,24 +221,36 @@ class Trainer:
         batch = self.config.task.sample(key, size) if dims is None else self.config.task.sample(key, size, active_dims=dims)
         return jax.lax.with_sharding_constraint(batch, self.batch_sharding)
 
-    def _step_one(self, params, opt_state, data_key, step):
+    def _step_one(self, params, opt_state, column, step):
+        """One step of one column; `column` is its data key, or (data key, sweep value)."""
+        data_key, value = column if self.config.train.sweep else (column, None)
+        optimizer = self.optimizer if value is None else build_optimizer(
+            self.config.optim, self.config.train.steps, **{self.config.train.sweep: value})
         loss, grads = jax.value_and_grad(self.loss)(params, self.sample(data_key, step), step)
-        updates, opt_state = self.optimizer.update(grads, opt_state, params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
+    def _columns(self, keys):
+        """The per-column inputs of a step: the data keys, with the sweep's values [C] if any."""
+        cfg = self.config.train
+        if not cfg.sweep:
+            return keys
+        return keys, jnp.repeat(jnp.asarray(cfg.sweep_values, jnp.result_type(float)), cfg.n_seeds)
+
     def _train_chunk(self, params, opt_state, keys, n_steps, start, count=None):
-        """n_steps steps from `start` for every seed: returns params, opt_state, losses [n_steps, S].
+        """n_steps steps from `start` for every column: returns params, opt_state, losses [n_steps, S].
         With `count` (traced, <= n_steps): only the first `count` steps run (a while loop), the
         losses after them are 0; one compiled program then serves every chunk length up to
         n_steps (the loop's last, shorter chunk does not recompile)."""
         step_all = jax.vmap(self._step_one, in_axes=(0, 0, 0, None), spmd_axis_name="seeds")
         group = self.config.train.seed_group
-        if group and group < self.config.train.n_seeds:
+        if group and group < self.config.train.n_columns:
             step_all = _grouped(jax.vmap(self._step_one, in_axes=(0, 0, 0, None)), group)
+        cols = self._columns(keys)
 
         def body(carry, step):
             params, opt_state = carry
-            params, opt_state, loss = step_all(params, opt_state, keys, step)
+            params, opt_state, loss = step_all(params, opt_state, cols, step)
             return (params, opt_state), loss
 
         if count is None:
