@@ -49,19 +49,34 @@ def _mean_spread(values) -> str:
     return f"{values.mean():#.4g}" + (f" ± {values.std():.2g}" if len(values) > 1 else "")
 
 
-def format_table(summary: dict) -> str:
-    """The comparison table of a summary (or of `icl compare`'s result)."""
+def _sweep_groups(columns) -> list[tuple[str, list[int]]]:
+    """A sweep's columns grouped by value: [(label "optim.lr=0.001", [column, ...]), ...]."""
+    groups: dict[str, list[int]] = {}
+    for c, info in enumerate(columns):
+        groups.setdefault(", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in info.items() if k != "seed"), []).append(c)
+    return list(groups.items())
+
+
+def format_table(summary: dict, columns: list[dict] | None = None) -> str:
+    """The comparison table of a summary (or of `icl compare`'s result). With a sweep's `columns`
+    (`train.columns`), the model's numbers are given per value, over its seeds."""
+    groups = _sweep_groups(columns) if columns else [("", list(range(len(summary["model"]["loss"]))))]
+    pick = lambda values, cols: np.asarray(values, dtype=float)[cols]
     lines = [
         f"held-out tasks: {summary['n_tasks']}   zero predictor loss: {summary['zero_loss']:.4f}",
         f"{'learner':<22}{'loss':>18}{'preds_diff':>18}{'model_cos':>18}{'model_diff':>18}",
-        f"{'trained model':<22}{_mean_spread(summary['model']['loss']):>18}",
     ]
+    for label, cols in groups:
+        lines.append(f"{('trained model ' + label).strip():<22}{_mean_spread(pick(summary['model']['loss'], cols)):>18}")
     for name, row in summary["solvers"].items():
         label = name + (f" (lr={row['hparams']['lr']:.3f})" if "lr" in row["hparams"] else "")
-        lines.append(
-            f"{label:<22}{row['loss']:>#18.4g}{_mean_spread(row['preds_diff']):>18}"
-            f"{_mean_spread(row['model_cos']):>18}{_mean_spread(row['model_diff']):>18}"
-        )
+        metrics = lambda cols, row=row: "".join(
+            f"{_mean_spread(pick(row[k], cols)):>18}" for k in ("preds_diff", "model_cos", "model_diff"))
+        if not columns:
+            lines.append(f"{label:<22}{row['loss']:>#18.4g}" + metrics(groups[0][1]))
+            continue
+        lines.append(f"{label:<22}{row['loss']:>#18.4g}")
+        lines.extend(f"{'  vs model ' + group:<22}{'':>18}" + metrics(cols) for group, cols in groups)
     lines.append("(preds_diff, model_cos, model_diff: trained model vs that learner)")
     return "\n".join(lines)
 
@@ -86,7 +101,7 @@ def cmd_train(args) -> int:
     if not distributed.is_main():
         return 0
     figure = plots.plot_run(run_dir)
-    print(format_table(summary))
+    print(format_table(summary, summary.get("columns")))
     rate = summary["train_steps_per_s"]
     print(f"steps {summary['steps']}  wall {summary['wall_s']:.1f} s  ({rate} steps/s after compilation)")
     print(f"wrote {run_dir / 'summary.json'} and {figure}")
@@ -107,7 +122,7 @@ def cmd_compare(args) -> int:
     out = out_dir / "compare.json"
     out.write_text(json.dumps(table, indent=2))
     print(f"{args.run_dir} at step {step}")
-    print(format_table(table))
+    print(format_table(table, train.columns(config) if config.train.sweep else None))
     print(f"wrote {out}")
     return 0
 

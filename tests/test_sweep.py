@@ -79,12 +79,18 @@ def test_a_sweep_run_writes_its_columns_and_resumes_exactly(tmp_path):
         np.testing.assert_allclose(summary["model"]["loss"][c], alone["model"]["loss"][0], rtol=2e-5)
 
 
-def test_the_cli_takes_a_sweep_and_old_run_names_stay(tmp_path):
+def test_the_cli_takes_a_sweep_and_old_run_names_stay(tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli.main(["train", "tiny", "--out", str(out), "--no-progress", "--set", "train.steps=20",
+    assert cli.main(["train", "tiny", "--out", str(out), "--no-progress", "--set", "train.steps=20", "--set", "train.n_seeds=2",
                      "--set", "train.sweep=lr", "--set", "train.sweep_values=[0.001,0.01]"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert [c["optim.lr"] for c in summary["columns"]] == [0.001, 0.01]
+    assert [c["optim.lr"] for c in summary["columns"]] == [0.001, 0.001, 0.01, 0.01]
+    table = capsys.readouterr().out
+    for lr, loss in ((0.001, summary["model"]["loss"][:2]), (0.01, summary["model"]["loss"][2:])):  # the model per value
+        assert f"trained model lr={lr:g}" in table and f"{np.mean(loss):#.4g} ± {np.std(loss):.2g}" in table
+    assert table.count("  vs model lr=") == 2 * len(summary["solvers"])
+    assert cli.main(["compare", str(out), "--against", "ridge"]) == 0
+    assert "  vs model lr=0.01 " in capsys.readouterr().out
     config = experiments.get("paper_1layer")
     assert ExperimentConfig.from_dict(json.loads(config.to_json())) == config
     swept = apply_overrides(config, ["train.sweep=lr", "train.sweep_values=[0.001,0.01]"])
