@@ -106,9 +106,9 @@ def report(result) -> None:
 
 def main() -> None:
     args = common.parse_args(__doc__.splitlines()[0])
-    configs = study.configs("quick" if args.quick else "full", args.steps, args.batch_size)
+    configs = common.study_configs(study, args)
     config = configs[0]
-    print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps", flush=True)
+    common.announce(config, args)
     _, params = common.run(config, args)
     batch = config.task.sample(jax.random.key(TEST_SEED), TEST_TASKS)
     result = lp.summarise(config, params, batch)

@@ -71,7 +71,7 @@ def main() -> None:
     n_tasks = study.EVAL_TASKS[mode]
     configs = study.configs(mode, args.steps, args.batch_size)
     config = configs[0]
-    print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds", flush=True)
+    common.announce(config, args)
     summary, params = common.run(config, args)
     sets = task_mixture.test_sets(config, study.task_for(n_query=study.EVAL_QUERIES), n_tasks)
     rows = task_mixture.evaluate(config, params, sets, study.P_DENSE, study.K, study.WEIGHT_STD, study.NOISE_STD)

@@ -101,12 +101,11 @@ def draw(path, results: dict, configs: dict, title: str) -> None:
 
 def main() -> None:
     args = common.parse_args(__doc__.splitlines()[0])
-    configs = study.configs("quick" if args.quick else "full", args.steps, args.batch_size)
+    configs = common.study_configs(study, args)
     results = {}
     args.train_wall_s = 0.0
     for model, config in configs.items():
-        print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps of batch "
-              f"{config.train.batch_size}", flush=True)
+        common.announce(config, args)
         traj = analysis.trajectory(config, args.out / "runs" / config.name)
         args.train_wall_s += float(traj["wall_s"])
         r = analysis.summarise(config, traj)

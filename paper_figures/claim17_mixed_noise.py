@@ -124,11 +124,10 @@ def draw(path, results, configs) -> None:
 
 def main() -> None:
     args = common.parse_args(__doc__.splitlines()[0])
-    configs = study.configs("quick" if args.quick else "full", args.steps, args.batch_size)
+    configs = common.study_configs(study, args)
     results, verdicts = {}, {}
     for key, config in configs.items():
-        print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps "
-              f"of batch {config.train.batch_size}", flush=True)
+        common.announce(config, args)
         summary, params = common.run(config, args)
         r = analysis.summarise(config, summary, params, **({"n_validation": QUICK_VALIDATION} if args.quick else {}))
         r["curve"] = curve(config, args)

@@ -126,8 +126,7 @@ def lsa_check(args, mode: str, n_tasks: int) -> dict:
     out, cfgs = {}, study.configs(mode, args.steps, args.batch_size)
     d, n, rho_repo = study.D, study.N_CTX, study.NOISE_STD**2
     for k, config in cfgs.items():
-        print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps of batch "
-              f"{config.train.batch_size}", flush=True)
+        common.announce(config, args)
         _, params = common.run(config, args)
         pool = config.task.pool
         g_inf = la.gamma_infinite(pool, n, rho_repo, 1.0)

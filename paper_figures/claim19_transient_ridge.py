@@ -87,11 +87,10 @@ def draw(path, results: dict, configs: dict) -> None:
 
 def main() -> None:
     args = common.parse_args(__doc__.splitlines()[0])
-    configs = study.configs("quick" if args.quick else "full", args.steps, args.batch_size)
+    configs = common.study_configs(study, args)
     results = {}
     for k, config in configs.items():
-        print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps of batch "
-              f"{config.train.batch_size}", flush=True)
+        common.announce(config, args)
         traj = analysis.trajectory(config, study.fresh_task(), study.EVAL_TASKS, study.LAM, study.NOISE_STD,
                                    args.out / "runs" / config.name)
         args.train_wall_s = getattr(args, "train_wall_s", 0.0) + float(traj["wall_s"])

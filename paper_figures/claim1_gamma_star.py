@@ -94,10 +94,10 @@ def report(r: dict) -> None:
 
 def main() -> None:
     args = common.parse_args(__doc__.splitlines()[0])
-    configs = study.configs("quick" if args.quick else "full", args.steps, args.batch_size)
+    configs = common.study_configs(study, args)
     results = []
     for config in configs:
-        print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps", flush=True)
+        common.announce(config, args)
         measured = common.train_in_pieces(config, args, study.piece_steps(config),
                                           lambda step, params, c=config: gamma_star.distances_to_optimum(c, params),
                                           "claim1_pieces.json")

@@ -148,7 +148,7 @@ def draw(path, results: dict, title: str) -> None:
 
 def main() -> None:
     args = common.parse_args(__doc__.splitlines()[0])
-    configs = study.configs("quick" if args.quick else "full", args.steps, args.batch_size)
+    configs = common.study_configs(study, args)
     noises, first = study.NOISES, configs[study.NOISES[0]][DEPTHS[0]]
     cfg = first.train
     print(f"{NAME}: {common.mode(args)}, L = {DEPTHS}, sigma = {noises}, {cfg.n_seeds} seeds, {cfg.steps} steps of batch {cfg.batch_size}",

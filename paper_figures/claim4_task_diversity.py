@@ -127,7 +127,7 @@ def main() -> None:
     configs = study.configs(mode, args.steps, args.batch_size)
     by_model, logs = {model: [] for model in study.MODELS}, {}
     for (model, log2_k), config in zip(study.points(mode), configs, strict=True):
-        print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds", flush=True)
+        common.announce(config, args)
         summary, params = common.run(config, args)
         r = evaluate(config, params, log2_k, n_tasks)
         r["train_steps_per_s"], r["train_wall_s"] = summary["train_steps_per_s"], summary["wall_s"]

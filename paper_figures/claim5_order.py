@@ -143,8 +143,7 @@ def main() -> None:
                                                 batch.x_query))  # [R, B, M]
     numbers: dict = {"models": {}, "weights": {}, "eta": eta}
     for m, config in configs.items():
-        print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps "
-              f"of batch {config.train.batch_size}", flush=True)
+        common.announce(config, args)
         summary, params = common.run(config, args)
         r = numbers["models"][m] = evaluate_model(config, params, summary, batch, x_perm, y_perm, reference)
         if not np.isclose(r["gd_eta"], eta, rtol=1e-5):

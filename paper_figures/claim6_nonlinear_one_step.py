@@ -140,8 +140,7 @@ def main() -> None:
     configs = study.configs(mode, args.steps, args.batch_size)
     results = {}
     for name, config in configs.items():
-        print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps "
-              f"of batch {config.train.batch_size}", flush=True)
+        common.announce(config, args)
         summary, params = common.run(config, args)
         r = analysis.summarise(config, summary, params, study.MC_TASKS[mode], study.TUNE_TASKS[mode])
         r["curves"] = training_curves(config, args)

@@ -102,7 +102,7 @@ def main() -> None:
     args = common.parse_args(__doc__.splitlines()[0])
     mode = "quick" if args.quick else "full"
     (config,) = study.configs(mode, args.steps, args.batch_size)
-    print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps", flush=True)
+    common.announce(config, args)
     summary, params = common.run(config, args)
     task, star = config.task, gamma_star.optimum(config)
     distances = gamma_star.distances_to_optimum(config, params)

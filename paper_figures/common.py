@@ -116,6 +116,17 @@ def write_numbers(args: argparse.Namespace, name: str, numbers: dict, configs: l
     return path
 
 
+def study_configs(study, args: argparse.Namespace):
+    """The study's configs in the mode the arguments ask for (quick, full, or intermediate)."""
+    return study.configs("quick" if args.quick else "full", args.steps, args.batch_size)
+
+
+def announce(config: ExperimentConfig, args: argparse.Namespace) -> None:
+    """One line before a run trains: its name, mode, seeds, steps and batch."""
+    cfg = config.train
+    print(f"{config.name}: {mode(args)}, {cfg.n_seeds} seeds, {cfg.steps} steps of batch {cfg.batch_size}", flush=True)
+
+
 def mode(args: argparse.Namespace) -> str:
     """"quick", "full", or "intermediate (...)" when --steps / --batch-size override the paper's."""
     if args.quick:

@@ -96,10 +96,10 @@ def draw(path, logs, numbers, example, configs):
 
 def main() -> None:
     args = common.parse_args(__doc__.splitlines()[0])
-    configs = study.configs("quick" if args.quick else "full", args.steps, args.batch_size)
+    configs = common.study_configs(study, args)
     summaries, params, logs = [], [], []
     for config in configs:
-        print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps", flush=True)
+        common.announce(config, args)
         summary, p = common.run(config, args)
         summaries.append(summary)
         params.append(p)

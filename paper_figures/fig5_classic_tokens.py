@@ -58,7 +58,7 @@ def draw(path, log, numbers, config):
 def main() -> None:
     args = common.parse_args(__doc__.splitlines()[0])
     config = study.config("quick" if args.quick else "full", args.steps, args.batch_size)
-    print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps", flush=True)
+    common.announce(config, args)
     summary, params = common.run(config, args)
     numbers = token_copy.evaluate(config, params, summary)
     png, _ = common.figure_paths(args, NAME)

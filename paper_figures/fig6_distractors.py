@@ -84,10 +84,10 @@ def draw(path, results, logs, configs):
 
 def main() -> None:
     args = common.parse_args(__doc__.splitlines()[0])
-    configs = study.configs("quick" if args.quick else "full", args.steps, args.batch_size)
+    configs = common.study_configs(study, args)
     results, logs = [], []
     for config in configs:
-        print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps", flush=True)
+        common.announce(config, args)
         summary, _ = common.run(config, args)
         results.append(evaluate(config, summary))
         logs.append(plots.read_log(args.out / "runs" / config.name))
