@@ -473,6 +473,53 @@ CHECKS["claim19_transient_ridge"] = [
 ]
 
 
+# -- claim 20: kernel attention on GP data, one layer (the N = 20 grid only; 300 steps of batch 128, 2 seeds) --
+# Bands from two quick runs on the 2-core CPU (jax as installed, float32, 2026-12-07; identical to every digit: the
+# held-out tasks and training keys are fixed, so only another CPU's float32 rounding moves them), each band checked
+# against the full run's value too; the quick layers are not converged (full: every matched layer at cosine 1.0000).
+CHECKS["claim20_kernel_attention"] = [
+    Check("linear data: the linear functional-GD step / zero (the analysis, no model)",
+          lambda n: n["runs"]["linear_linear"]["baselines"]["loss"]["fgd_linear"] / n["runs"]["linear_linear"]["baselines"]["loss"]["zero"],
+          0.15, 0.19, 0.1698,
+          "labels that are not GP draws on the points (e.g. independent of x) ~1.0; eta off by 2x: 0.38 (half) or 1.02 "
+          "(double), measured on other tasks",
+          "no training: 2,000 tasks; the full run's 10,000 give 0.175"),
+    Check("exp data: the Bayes prediction (GP posterior mean) / zero (the analysis, no model)",
+          lambda n: n["runs"]["exp_exp"]["baselines"]["loss"]["bayes"] / n["runs"]["exp_exp"]["baselines"]["loss"]["zero"],
+          0.049, 0.054, 0.0516,
+          "measured on other tasks (correct 0.0541 there): bandwidth 1 instead of 0.5 +7 % (0.058), the noise left out "
+          "of the ridge +16 % (0.063), the linear kernel 0.89, the relu kernel (ill-conditioned) 174",
+          "no training, fixed tasks (2,000): only float rounding moves it; the full run's 10,000 tasks give 0.0549"),
+    Check("exp data: the fitted bandwidth a of the exp functional-GD step (the analysis)",
+          lambda n: n["runs"]["exp_exp"]["fitted"]["exp"]["scale"], 2.3, 3.2, 2.769,
+          "a fit stuck at a range edge (0.01 or 10), or the data kernel's own 0.5 taken instead of fitted",
+          "full run 2.68 (and the trained exp layer's own a: 2.65-2.66)"),
+    Check("exp data: relu functional-GD step / exp step (the N = 20 headline, no model)",
+          lambda n: n["runs"]["exp_exp"]["baselines"]["loss"]["fgd_relu"] / n["runs"]["exp_exp"]["baselines"]["loss"]["fgd_exp"],
+          0.95, 0.99, 0.9727,
+          "kernels swapped between the sampler and the steps: > 1 (the matched step would win); a wrong bandwidth fit > 1",
+          "full run 0.970 (0.1935 / 0.1995); at N = 8 it is 1.10 (the matched exp step wins there)"),
+    Check("relu data, relu layer: loss / its own functional-GD step (mean of 2 seeds)",
+          lambda n: mean(n["runs"]["relu_relu"]["model"]["over_own_fgd"]), 0.98, 1.08, 1.0129,
+          "untrained 1.95 (zero's loss / the step's); a layer computing the linear step 1.40",
+          "seeds 1.020 and 1.006 (full run 1.0000)"),
+    Check("relu data, relu layer: prediction cosine with its own functional-GD step (mean of 2 seeds)",
+          lambda n: mean(n["runs"]["relu_relu"]["model"]["cos_own_fgd"]), 0.98, 1.0, 0.9938,
+          "untrained ~0; a layer computing the linear step 0.66; one computing the exp step 0.969 (what the full run's "
+          "exp layer on relu data has)",
+          "seeds 0.990 and 0.998 (full run 0.9999)"),
+    Check("exp data, exp layer: prediction cosine with its own functional-GD step (mean of 2 seeds)",
+          lambda n: mean(n["runs"]["exp_exp"]["model"]["cos_own_fgd"]), 0.93, 1.0, 0.9624,
+          "untrained ~0; a layer computing the linear step 0.2-0.6 (the quick linear layers: 0.42, 0.78)",
+          "seeds 0.974 and 0.951: not converged at 300 steps (full run 1.0000)"),
+    Check("linear data, linear layer: loss / zero (mean of 2 seeds)",
+          lambda n: mean(n["runs"]["linear_linear"]["model"]["loss"]) / n["runs"]["linear_linear"]["baselines"]["loss"]["zero"],
+          0.15, 0.65, 0.3391,
+          "untrained ~1.0; a diverged model >> 1",
+          "seeds 0.464 and 0.214: far from converged at 300 steps of batch 128 (the step itself 0.170; full run 0.175)"),
+]
+
+
 # -- claim 21: chain of thought on in-context weight prediction, one LSA layer (main setting only: d = 5, n = 30, K = 8,
 # eta = 0.6; 800 steps of batch 256, 2 seeds) -- to paste into paper_figures/check_quick.py after the claim 19 block
 def _claim21(n):

@@ -109,7 +109,7 @@ def test_clip_activations_bounds_tokens():
     "kw,match",
     [
         (dict(n_layers=0), "n_layers must be an integer >= 1"),
-        (dict(attention="relu"), "attention must be 'linear' or 'softmax'"),
+        (dict(attention="gelu"), r"attention must be one of \('linear', 'softmax', 'relu', 'exp'\), got 'gelu'"),
         (dict(key_size=-1), "key_size must be an integer >= 0"),
         (dict(init_scale=0.0), "init_scale must be > 0"),
     ],

@@ -10,6 +10,13 @@ never attends to itself nor to other queries. One layer updates every token,
 
     e_j <- e_j + sum_h W_O^h sum_{i<=N} (W_V^h e_i) (W_K^h e_i)^T (W_Q^h e_j)        (linear)
     e_j <- e_j + sum_h W_O^h sum_{i<=N} softmax_i(q_j . k_i / sqrt(k)) W_V^h e_i      (softmax)
+    e_j <- e_j + sum_h W_O^h sum_{i<=N} h(q_j . k_i) W_V^h e_i                        (relu, exp)
+
+with **no** normalisation for "relu" (h(s) = max(s, 0)) and "exp" (h(s) = e^s, no 1/sqrt(k) and no
+division by the row sum): the unnormalised kernel attention of Cheng, Chen & Sra (ICML 2024), one
+layer of which is one step of functional gradient descent in the RKHS of K(x, x') = h(x^T A x')
+(`icl.analysis.kernel_attention`). A masked (invisible) context entry contributes 0, as in the linear
+path (h is applied first, then the mask: exp(0) = 1 would otherwise leak).
 
 with **no** 1/N factor (the paper's convention: the constructions fold eta/N into W_O). The model's
 prediction is **minus** the last coordinate of the query token after the last layer.
@@ -19,9 +26,10 @@ once per layer and head, O((N + M) k^2) per task instead of O((N + M) N k).
 
 `AttentionLayer` updates every token: the reference ("tokens" path of `layer_predictions`).
 Training and evaluation take the same numbers by faster exact routes ("auto"): pure linear
-stacks by `icl.models.gram`, everything else by `icl.models.fast` (no work on what cannot reach
+stacks by `icl.models.gram`, linear / softmax stacks by `icl.models.fast` (no work on what cannot reach
 the read-out, merged per-layer maps, backward passes without transposed-operand dots);
 `tests/test_fast_paths.py` holds them equal to the reference in float64, gradients included.
+Stacks with "relu" or "exp" attention have no fast route: "auto" runs them on the token path.
 
 Token layouts (`ModelConfig.token_layout`):
   "paired"   (default, the paper's constructed tokens) `[f(x_i), y_i]`, D = F + 1.
@@ -57,6 +65,8 @@ from icl.models.registry import register
 from icl.tasks.base import Batch, check_inputs, check_positive_int
 
 PATHS = ("auto", "tokens", "gram", "fast")  # `LSATransformer.layer_predictions(path=...)`
+KERNEL_ATTENTIONS = {"relu": jax.nn.relu, "exp": jnp.exp}  # unnormalised h(q . k) (module docstring)
+ATTENTIONS = ("linear", "softmax", *KERNEL_ATTENTIONS)
 
 
 class Frozen(nnx.Variable):
@@ -73,7 +83,8 @@ class ModelConfig:
       shared: one set of layer weights applied L times (a recurrent / looped transformer).
       n_heads: H attention heads per layer.
       key_size: k, the key, query and value size per head; 0 means the token width D.
-      attention: "linear" (LSA) or "softmax".
+      attention: "linear" (LSA), "softmax", or an unnormalised kernel attention "relu" / "exp"
+        (h(q . k) with no normalisation; `KERNEL_ATTENTIONS`, see the module docstring).
       layernorm: pre-LayerNorm before attention (and before the MLP).
       mlp: add a residual MLP block (width mlp_width * D, GELU) after each attention block.
       mlp_width: width factor of that MLP.
@@ -116,8 +127,8 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"model: {name} must be an integer >= 0, got {value!r}")
-        if self.attention not in ("linear", "softmax"):
-            raise ValueError(f"model: attention must be 'linear' or 'softmax', got {self.attention!r}")
+        if self.attention not in ATTENTIONS:
+            raise ValueError(f"model: attention must be one of {ATTENTIONS}, got {self.attention!r}")
         if not self.init_scale > 0:
             raise ValueError(f"model: init_scale must be > 0, got {self.init_scale!r}")
         if not self.clip_activations >= 0:
@@ -180,6 +191,8 @@ class AttentionLayer(nnx.Module):
     def __init__(self, config: ModelConfig, token_dim: int, *, rngs: nnx.Rngs, softmax: bool | None = None):
         self.config = config
         self.softmax = config.attention == "softmax" if softmax is None else softmax
+        # the unnormalised kernel attention's h (None: linear or softmax); a forced softmax layer has none
+        self.kernel = None if self.softmax else KERNEL_ATTENTIONS.get(config.attention)
         k = config.key_size or token_dim
         init = _init(config.init_scale)
         shape_in, shape_out = (config.n_heads, token_dim, k), (config.n_heads, k, token_dim)
@@ -212,7 +225,12 @@ class AttentionLayer(nnx.Module):
         q = jnp.einsum("btD,hDk->bhtk", h, self.query[...])  # [B, H, T, k]
         k = jnp.einsum("bnD,hDk->bhnk", ctx, self.key[...])  # [B, H, N, k]
         v = jnp.einsum("bnD,hDk->bhnk", ctx, self.value[...])  # [B, H, N, k]
-        if not self.softmax and mask is None:
+        if self.kernel is not None:  # unnormalised kernel attention: h(q_t . k_i), masked entries 0
+            weights = self.kernel(jnp.einsum("bhtk,bhnk->bhtn", q, k))  # [B, H, T, N]
+            if mask is not None:
+                weights = jnp.where(mask[None, None], weights, 0.0)
+            heads = jnp.einsum("bhtn,bhnv->bhtv", weights, v)
+        elif not self.softmax and mask is None:
             memory = jnp.einsum("bhnv,bhnk->bhvk", v, k)  # [B, H, k, k]: sum_i v_i k_i^T
             heads = jnp.einsum("bhvk,bhtk->bhtv", memory, q)  # [B, H, T, k]
         elif not self.softmax:
@@ -339,7 +357,9 @@ class LSATransformer(nnx.Module):
             raise ValueError(f"model: path must be one of {PATHS}, got {path!r}")
         if path == "gram" or (path == "auto" and supports_gram(self.config)):
             return gram_layer_predictions(self, x_ctx, y_ctx, x_query, n_layers)
-        if path in ("fast", "auto"):
+        if self.config.attention in KERNEL_ATTENTIONS and path == "fast":
+            raise ValueError(f"model: path 'fast' does not run attention={self.config.attention!r}; use 'tokens' or 'auto'")
+        if path == "fast" or (path == "auto" and self.config.attention not in KERNEL_ATTENTIONS):
             return fast_layer_predictions(self, x_ctx, y_ctx, x_query, n_layers)
         tokens = self.tokens(x_ctx, y_ctx, x_query)  # [B, T, D]
         preds = []

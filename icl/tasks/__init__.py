@@ -20,5 +20,6 @@ from icl.tasks import linear_distractors  # noqa: F401  registers the family
 from icl.tasks import decision_tree  # noqa: F401  registers the family
 from icl.tasks import mixture  # noqa: F401  registers the family
 from icl.tasks import noise_mixture  # noqa: F401  registers the family
+from icl.tasks import kernel_gp  # noqa: F401  registers the family
 
 __all__ = ["Batch", "Task", "family", "get", "names", "register"]
