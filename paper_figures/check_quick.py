@@ -284,6 +284,36 @@ CHECKS["claim8_optimizer_quirks"] = [
 
 
 
+
+
+# -- claim 9: Mamba vs GPT-2 on in-context regression (d = 5, T = 21, causal; GPT-2 200 steps, Mamba 100 steps of batch 64, 2 seeds)
+# (block for paper_figures/check_quick.py, after claim 8's; uses its Check and mean)
+CHECKS["claim9_ssm_vs_transformer"] = [
+    Check("linear: one GD step (tuned rate), error past k = 7 (the analysis, no model)",
+          lambda n: n["learners"]["linear"]["error_past_d_plus_2"]["gd"], 0.29, 0.40, 0.3417,
+          "GD fitted on more pairs than precede each position: lower (GD on 20 pairs: 0.23); the error not divided by "
+          "d (Garg et al.'s units) 1.71; the zero predictor ~1",
+          "no training: 200 sequences; the full run's 2,000 give 0.342"),
+    Check("relu: kernel ridge, error past k = 7 (the analysis, no model)",
+          lambda n: n["learners"]["relu"]["error_past_d_plus_2"]["kernel_ridge"], 0.27, 0.41, 0.3375,
+          "a kernel ridge that sees the label it predicts ~0; the zero predictor ~1.1; least squares 1.10",
+          "no training: 200 sequences; the full run's 2,000 give 0.313"),
+    Check("linear: Mamba's error past k = 7 after 100 steps (mean of 2 seeds)",
+          lambda n: n["comparisons"]["linear"]["last_step"]["mamba"]["mean"], 0.2, 0.85, 0.4713,
+          "untrained or stuck: 0.98 (its own curve to step 60); a causal leak (a position that reads its own label) ~0",
+          "seeds 0.489 and 0.454, mid-descent (0.98 at step 60, 0.80 at 80): wide band; the full run reaches 0.080"),
+    Check("relu: Mamba's error past k = 7 after 100 steps (mean of 2 seeds)",
+          lambda n: n["comparisons"]["relu"]["last_step"]["mamba"]["mean"], 0.5, 0.95, 0.7239,
+          "untrained ~1.1 (1.13-1.10 over its first 60 steps); a causal leak ~0", "seeds 0.686 and 0.762; the full run reaches 0.323"),
+    Check("linear: GPT-2's error past k = 7 after 200 steps (mean of 2 seeds; still on its plateau)",
+          lambda n: n["comparisons"]["linear"]["last_step"]["gpt2"]["mean"], 0.85, 1.05, 0.9670,
+          "a causal mask that lets a position see its own label: ~0; a diverged model >> 1",
+          "seeds 0.966 and 0.968: the full run leaves the plateau between steps 1,500 and 4,000"),
+    Check("relu: GPT-2's error past k = 7 after 200 steps (mean of 2 seeds)",
+          lambda n: n["comparisons"]["relu"]["last_step"]["gpt2"]["mean"], 0.65, 0.95, 0.7874,
+          "a causal leak ~0; untrained 1.04 (step 40)", "seeds 0.781 and 0.794 (full run: 0.340 after 10,000 steps)"),
+]
+
 # -- claim 13: task vectors of non-zero mean, LSA vs LSA + MLP (800 steps of batch 512, 2 seeds) ---
 CHECKS["claim13_task_mean"] = [
     Check("N = 10: one GD step from mu / one GD step from 0, each at its optimal rate (4,000 held-out tasks)",
