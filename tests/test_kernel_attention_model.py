@@ -8,30 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from test_models import KERNELS, naive_attention  # the token-by-token reference, every attention kind
 
 from icl import models, tasks
 from icl.analysis import kernel_attention as ka
 from icl.models.lsa import KERNEL_ATTENTIONS
-
-H_NUMPY = {"linear": lambda s: s, "relu": lambda s: np.maximum(s, 0.0), "exp": np.exp}
-
-
-def naive_kernel_attention(tokens, n_ctx, wq, wk, wv, wo, h, mask=None):
-    """Token-by-token reference: e_j + sum_h W_O sum_{i visible} h(q_j . k_i) W_V e_i."""
-    tokens = np.asarray(tokens)
-    out = np.zeros_like(tokens)
-    for b in range(tokens.shape[0]):
-        for j in range(tokens.shape[1]):
-            total = np.zeros(tokens.shape[2])
-            for head in range(wq.shape[0]):
-                q = tokens[b, j] @ wq[head]
-                for i in range(n_ctx):
-                    if mask is not None and not mask[j, i]:
-                        continue
-                    weight = H_NUMPY[h](float((tokens[b, i] @ wk[head]) @ q))
-                    total += weight * (tokens[b, i] @ wv[head]) @ wo[head]
-            out[b, j] = tokens[b, j] + total
-    return out
 
 
 def _weights(layer):
@@ -46,11 +27,11 @@ def test_layer_matches_naive_reference(h, heads, key_size):
     layer = model.layers[0]
     tokens = jax.random.normal(jax.random.key(1), (2, 7, 4), dtype=jnp.float64)
     got = layer(tokens, 5)
-    np.testing.assert_allclose(got, naive_kernel_attention(tokens, 5, *_weights(layer), h), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got, naive_attention(tokens, 5, *_weights(layer), h), rtol=1e-12, atol=1e-12)
     # with a mask: invisible entries contribute 0 (exp(0) = 1 must not leak)
     mask = jax.random.bernoulli(jax.random.key(2), 0.6, (7, 5))
     got = layer(tokens, 5, mask)
-    np.testing.assert_allclose(got, naive_kernel_attention(tokens, 5, *_weights(layer), h, np.asarray(mask)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got, naive_attention(tokens, 5, *_weights(layer), h, np.asarray(mask)), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("h", KERNEL_ATTENTIONS)
@@ -59,7 +40,7 @@ def test_a_stack_matches_the_naive_reference_layer_by_layer(h):
     batch = tasks.get("kernel_gp", d=2, n_ctx=6, n_query=2, kernel=h, noise_std=0.1).sample(jax.random.key(4), 3)
     tokens = np.asarray(model.tokens(batch.x_ctx, batch.y_ctx, batch.x_query))
     for layer in model.layers:
-        tokens = naive_kernel_attention(tokens, 6, *_weights(layer), h)
+        tokens = naive_attention(tokens, 6, *_weights(layer), h)
     np.testing.assert_allclose(model(batch), -tokens[:, 6:, -1], rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(model.layer_predictions(batch.x_ctx, batch.y_ctx, batch.x_query, path="tokens"),
                                model.layer_predictions(batch.x_ctx, batch.y_ctx, batch.x_query), rtol=0, atol=0)
@@ -76,7 +57,7 @@ def test_the_construction_is_one_functional_gd_step(h):
         getattr(layer, name)[...] = jnp.asarray(value)
     batch = tasks.get("kernel_gp", d=d, n_ctx=n, n_query=3, kernel="exp", noise_std=0.2).sample(jax.random.key(6), 5)
     x, y, q = (np.asarray(v) for v in (batch.x_ctx, batch.y_ctx, batch.x_query))
-    expected = eta * np.einsum("bmn,bn->bm", H_NUMPY[h](a * np.einsum("bmd,bnd->bmn", q, x)), y)
+    expected = eta * np.einsum("bmn,bn->bm", KERNELS[h](a * np.einsum("bmd,bnd->bmn", q, x)), y)
     np.testing.assert_allclose(model(batch), expected, rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(ka.functional_gd(batch.x_ctx, batch.y_ctx, batch.x_query, h, a, eta), expected, rtol=1e-13, atol=1e-14)
     w = ka.weight_alignment({n: getattr(layer, n)[...] for n in ("query", "key", "value", "out")}, d)

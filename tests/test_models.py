@@ -7,9 +7,13 @@ import pytest
 
 from icl import models, tasks
 
+KERNELS = {"linear": lambda s: s, "relu": lambda s: np.maximum(s, 0.0), "exp": np.exp}  # h of the unnormalised kinds
 
-def naive_attention(tokens, n_ctx, wq, wk, wv, wo, softmax):
-    """Token-by-token reference: every token attends to the N context tokens only."""
+
+def naive_attention(tokens, n_ctx, wq, wk, wv, wo, attention, mask=None):
+    """Token-by-token reference: every token attends to the N context tokens only, with weights
+    softmax(q . k / sqrt(k)) or h(q . k) (`KERNELS`, unnormalised); `mask` [T, N] (False: the
+    entry contributes 0; not for softmax)."""
     tokens = np.asarray(tokens)
     out = np.zeros_like(tokens)
     for b in range(tokens.shape[0]):
@@ -20,9 +24,12 @@ def naive_attention(tokens, n_ctx, wq, wk, wv, wo, softmax):
                 keys = [tokens[b, i] @ wk[h] for i in range(n_ctx)]
                 vals = [tokens[b, i] @ wv[h] for i in range(n_ctx)]
                 scores = np.array([k @ q for k in keys])
-                if softmax:
+                if attention == "softmax":
+                    assert mask is None
                     scores = np.exp(scores / np.sqrt(len(q)) - (scores / np.sqrt(len(q))).max())
                     scores = scores / scores.sum()
+                else:
+                    scores = KERNELS[attention](scores) * (1.0 if mask is None else np.asarray(mask[j, :n_ctx], float))
                 total += sum(s * v for s, v in zip(scores, vals, strict=True)) @ wo[h]
             out[b, j] = tokens[b, j] + total
     return out
@@ -37,7 +44,7 @@ def test_layer_matches_naive_reference(attention, heads, key_size):
     tokens = model.tokens(batch.x_ctx, batch.y_ctx, batch.x_query)
     layer = model.layers[0]
     expected = naive_attention(
-        tokens, 5, *(np.asarray(p[...]) for p in (layer.query, layer.key, layer.value, layer.out)), attention == "softmax"
+        tokens, 5, *(np.asarray(p[...]) for p in (layer.query, layer.key, layer.value, layer.out)), attention
     )
     np.testing.assert_allclose(layer(tokens, 5), expected, atol=1e-12)
     np.testing.assert_allclose(model(batch), -expected[:, 5:, -1], atol=1e-12)
