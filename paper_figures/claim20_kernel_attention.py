@@ -131,8 +131,7 @@ def analyse_grid(configs: dict, args) -> dict:
     paired differences, the rule's verdict and the loss grids."""
     results = {}
     for key, config in configs.items():
-        print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps "
-              f"of batch {config.train.batch_size}, N = {config.task.n_ctx}", flush=True)
+        common.announce(config, args, f", N = {config.task.n_ctx}")
         summary, params = common.run(config, args)
         r = analysis.summarise(config, summary, params, **({"n_validation": QUICK_VALIDATION} if args.quick else {}))
         r["curve"] = curve(config, args)
@@ -201,8 +200,9 @@ def construction_sweep(config, n_ctxs=(8, 14, 20), n_tasks: int = 20000) -> dict
 def main() -> None:
     args = common.parse_args(__doc__.splitlines()[0])
     settings = ("main",) if args.quick else tuple(study.SETTINGS)  # quick: the main grid only
-    grids = {setting: analyse_grid(study.configs("quick" if args.quick else "full", args.steps, args.batch_size, setting), args)
-             for setting in settings}
+    mode = "quick" if args.quick else "full"
+    per_setting = {s: study.configs(mode, args.steps, args.batch_size, s) for s in settings}
+    grids = {s: analyse_grid(configs, args) for s, configs in per_setting.items()}
     main_grid = grids["main"]
     verdict = main_grid["verdict"]
     print(f"verdict (N = {study.N_CTX}, the rule): {verdict}")
@@ -218,8 +218,7 @@ def main() -> None:
                          "loss_grid": g["loss_grid"], "rule_outcome": g["verdict"]}
         numbers["construction_sweep"] = construction_sweep(next(iter(study.CONFIGS["main"].values())))
     png, _ = common.figure_paths(args, NAME)
-    configs = {(s, *k): c for s in settings for k, c in study.configs("quick" if args.quick else "full", args.steps,
-                                                                        args.batch_size, s).items()}
+    configs = {(s, *k): c for s, grid in per_setting.items() for k, c in grid.items()}
     draw(png, {f"N = {study.SETTINGS[s]}": grids[s]["results"] for s in settings}, configs)
     path = common.write_numbers(args, NAME, numbers, list(configs.values()), PUBLISHED, verdict=verdict,
                                 verdict_n8_post_hoc=grids["n8"]["verdict"] if "n8" in grids else None,

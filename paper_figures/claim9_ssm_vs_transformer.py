@@ -194,8 +194,7 @@ def main() -> None:
         runs_here += [(f"{model}_lr{c.optim.lr:g}", c) for (model, t), c in study.alt_configs(mode).items() if t == task]
         for label, config in runs_here:
             extra = [configs["mamba", task].train.steps] if label.startswith("gpt2") else []
-            print(f"{config.name}: {common.mode(args)}, {config.train.n_seeds} seeds, {config.train.steps} steps of batch "
-                  f"{config.train.batch_size}, lr {config.optim.lr:g}", flush=True)
+            common.announce(config, args, f", lr {config.optim.lr:g}")
             results[label, task] = measured(config, args, piece_steps(config, extra), x, y)
             summary, _ = common.run(config, args)  # the finished run (reused): its summary and training wall time
             finals[label, task] = {"lr": config.optim.lr, "steps": config.train.steps, "train_wall_s": summary.get("wall_s"),

@@ -121,10 +121,10 @@ def study_configs(study, args: argparse.Namespace):
     return study.configs("quick" if args.quick else "full", args.steps, args.batch_size)
 
 
-def announce(config: ExperimentConfig, args: argparse.Namespace) -> None:
-    """One line before a run trains: its name, mode, seeds, steps and batch."""
+def announce(config: ExperimentConfig, args: argparse.Namespace, extra: str = "") -> None:
+    """One line before a run trains: its name, mode, seeds, steps and batch (then `extra`)."""
     cfg = config.train
-    print(f"{config.name}: {mode(args)}, {cfg.n_seeds} seeds, {cfg.steps} steps of batch {cfg.batch_size}", flush=True)
+    print(f"{config.name}: {mode(args)}, {cfg.n_seeds} seeds, {cfg.steps} steps of batch {cfg.batch_size}{extra}", flush=True)
 
 
 def mode(args: argparse.Namespace) -> str:
