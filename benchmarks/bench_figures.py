@@ -3,8 +3,6 @@
     python benchmarks/bench_figures.py                           # ours: a table + benchmarks/figures.json
     python benchmarks/bench_figures.py --configs softmax classic_tokens --repeats 7
     python benchmarks/bench_figures.py --vs-official DIR [--official-path SITE_PACKAGES]
-    XLA_FLAGS=--xla_force_host_platform_device_count=2 python benchmarks/bench_figures.py --data-parallel 2
-                                                                 # ours also with the batch over 2 CPU devices
     python benchmarks/bench_figures.py --experiments all           # every registered run, full mode
     python benchmarks/bench_figures.py --experiments fig2_depth fig2_L5_sep --chunk 10
 
@@ -15,7 +13,9 @@ checkpoints and the analysis after training come on top). Their sum is the train
 paper's full modes on this machine, each run once.
 
 Ours: the real `Trainer.train_chunk` (sampling, forward, backward and Adam inside one jitted
-`lax.scan`), one seed, batch 2048, timed over `--chunk` steps after compilation; the rate is the
+`lax.scan`), one seed, batch 2048, at the layout a user gets by default (the CPU's cores as
+devices, `train.data_parallel="auto"`, `icl.devices`; where that splits the batch, also on one
+device), timed over `--chunk` steps after compilation; the rate is the
 best of `--repeats` interleaved rounds (the CPU is shared: rows are timed A, B, C, A, B, C, ...).
 
 `--vs-official DIR` also runs the official code (google-research/self-organising-systems, folder
@@ -53,9 +53,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from icl import experiments
+from icl import devices, experiments
 from icl.aot import resolve
-from icl.trainer import Trainer
+from icl.trainer import Trainer, make_mesh
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,9 +97,9 @@ FIGURES: dict[str, Figure] = {
 }
 
 
-def our_config(name: str, batch: int, data_parallel: int = 1):
-    """Our ExperimentConfig of a figure: one seed at the given batch size, split over
-    `data_parallel` devices."""
+def our_config(name: str, batch: int, data_parallel: int | str = "auto"):
+    """Our ExperimentConfig of a figure: one seed at the given batch size, laid out as
+    `train.data_parallel` says (the default "auto": what a user gets, `icl.devices`)."""
     fig = FIGURES[name]
     return resolve(fig.experiment, [*fig.overrides, "train.n_seeds=1", f"train.batch_size={batch}", f"train.data_parallel={data_parallel}"])
 
@@ -112,7 +112,7 @@ def chunk_runner(config, chunk: int) -> Callable[[], Any]:
     return lambda: jax.block_until_ready(trainer.train_chunk(params, opt_state, keys, 0, chunk))
 
 
-def ours(name: str, batch: int, chunk: int, data_parallel: int = 1) -> Callable[[], Any]:
+def ours(name: str, batch: int, chunk: int, data_parallel: int | str = "auto") -> Callable[[], Any]:
     """`chunk_runner` of a figure's config at one seed and the given batch."""
     return chunk_runner(our_config(name, batch, data_parallel), chunk)
 
@@ -250,28 +250,24 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=2048)
     parser.add_argument("--chunk", type=int, default=20, help="steps per timed call")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--data-parallel", type=int, default=1, metavar="N",
-                        help="also time ours with the batch split over N devices (train.data_parallel; on a CPU run "
-                        "with XLA_FLAGS=--xla_force_host_platform_device_count=N: one device per core)")
     parser.add_argument("--vs-official", type=Path, default=None, metavar="DIR")
     parser.add_argument("--official-path", action="append", default=[], metavar="PATH",
                         help="a folder to put on sys.path for the official code's dependencies (repeatable)")
     parser.add_argument("--experiments", nargs="+", metavar="NAME", help="registered experiments, studies or 'all' (see above)")
     parser.add_argument("--out", type=Path, default=None, help="default benchmarks/figures.json (experiments.json with --experiments)")
     args = parser.parse_args(argv)
+    devices.use_cpu_cores()  # as `icl` and the figure scripts do: the defaults a user gets
     if args.experiments:
         return main_experiments(args)
     args.out = args.out or Path(__file__).with_name("figures.json")
 
     official = Official(official_dir(args.vs_official), args.official_path) if args.vs_official else None
-    if args.data_parallel > 1 and len(jax.devices()) < args.data_parallel:
-        raise SystemExit(f"bench_figures: --data-parallel {args.data_parallel} needs that many devices, JAX sees "
-                         f"{len(jax.devices())} (on a CPU: XLA_FLAGS=--xla_force_host_platform_device_count={args.data_parallel})")
-    runs = {}
+    runs, layout = {}, {}
     for name in args.configs:
         runs[f"ours:{name}"] = ours(name, args.batch, args.chunk)
-        if args.data_parallel > 1:
-            runs[f"ours_dp:{name}"] = ours(name, args.batch, args.chunk, args.data_parallel)
+        layout[name] = dict(make_mesh(our_config(name, args.batch)).shape)["data"]
+        if layout[name] > 1:  # the default splits the batch: time it on one device too
+            runs[f"ours_1:{name}"] = ours(name, args.batch, args.chunk, 1)
         if official is not None:
             runs[f"official:{name}"] = official.loop(FIGURES[name], args.batch, args.chunk)
     load_before = os.getloadavg()
@@ -279,17 +275,16 @@ def main(argv=None) -> int:
     load_after = os.getloadavg()
 
     rows = []
-    header = f"{'config':16s} {'what':46s} {'ours':>9s}" + (f" {'official':>9s} {'ratio':>7s}" if official else "")
+    header = f"{'config':16s} {'what':46s} {'dev':>3s} {'ours':>9s}" + (f" {'official':>9s} {'ratio':>7s}" if official else "")
     print(header + "\n" + "-" * len(header))
     for name in args.configs:
-        row = {"config": name, "about": FIGURES[name].about, "ours": results[f"ours:{name}"]}
-        line = f"{name:16s} {FIGURES[name].about:46s} {row['ours']['steps_per_s']:9.1f}"
-        if args.data_parallel > 1:
-            row[f"ours_data_parallel_{args.data_parallel}"] = dp = results[f"ours_dp:{name}"]
-            line += f" (x{args.data_parallel} devices: {dp['steps_per_s']:.1f})"
+        row = {"config": name, "about": FIGURES[name].about, "devices": layout[name], "ours": results[f"ours:{name}"]}
+        line = f"{name:16s} {FIGURES[name].about:46s} {layout[name]:3d} {row['ours']['steps_per_s']:9.1f}"
+        if layout[name] > 1:
+            row["ours_one_device"] = one = results[f"ours_1:{name}"]
+            line += f" (1 device: {one['steps_per_s']:.1f})"
             if official is not None:
-                row["data_parallel_ratio"] = round(dp["steps_per_s"] / results[f"official:{name}"]["steps_per_s"], 2)
-                row["data_parallel_median_ratio"] = round(dp["median_steps_per_s"] / results[f"official:{name}"]["median_steps_per_s"], 2)
+                row["one_device_ratio"] = round(one["steps_per_s"] / results[f"official:{name}"]["steps_per_s"], 2)
         if official is not None:
             row["official"] = results[f"official:{name}"]
             row["ratio"] = round(row["ours"]["steps_per_s"] / row["official"]["steps_per_s"], 2)
@@ -297,7 +292,8 @@ def main(argv=None) -> int:
             line += f" {row['official']['steps_per_s']:9.1f} {row['ratio']:6.2f}x"
         rows.append(row)
         print(line)
-    print(f"(steps/s: best of {args.repeats} interleaved rounds of {args.chunk} steps, batch {args.batch}, one seed; "
+    print(f"(steps/s: best of {args.repeats} interleaved rounds of {args.chunk} steps, batch {args.batch}, one seed, "
+          "ours at its default layout over `dev` CPU devices (train.data_parallel=auto); "
           f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after)")
     report = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

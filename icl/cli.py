@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from icl import devices
 from icl.checks import first_line
 
 
@@ -251,6 +252,7 @@ def main(argv=None) -> int:
     system / memory error (one line on stderr), 3 training diverged, 130 interrupted (Ctrl-C, after
     checkpointing), 143 SIGTERM (after checkpointing)."""
     args = parser().parse_args(argv)
+    devices.use_cpu_cores()  # before JAX starts: each core a device, for `train.data_parallel="auto"`
     for name in ("absl", "asyncio"):  # orbax's background threads log tracebacks there; we say it in one line
         logging.getLogger(name).setLevel(logging.CRITICAL)
     _quiet_closed_loop_traces()

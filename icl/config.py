@@ -71,7 +71,11 @@ class TrainConfig:
       dtype: "float32" or "float64": the run computes with x64 off or on, in a scope of its own
         (`precision.at_dtype`), whatever the caller's setting.
       data_parallel: devices the task batch is split over (a `data` mesh axis); 0 = all devices
-        left after seed_parallel. Parameters are replicated over this axis.
+        left after seed_parallel; "auto" (default): on a CPU, its cores as devices where that
+        trains faster (`icl.devices.auto_data_parallel`: attention-only models, >= 1,024 tasks per
+        core), else 1; on an accelerator 1. Parameters are replicated over this axis. It does not
+        name a run, and a resumed run may change it (`icl.rundir.LAYOUT_FIELDS`): layouts give the
+        same training up to float rounding of the gradient's sum.
       seed_parallel: devices the seeds are split over (a `seeds` mesh axis).
       sampler: the random stream training tasks are drawn from (`icl.tasks.rng`):
         "threefry_paired" (default) is JAX's threefry hash with both words of each block used,
@@ -125,7 +129,7 @@ class TrainConfig:
     final_eval_tasks: int = 10000
     eval_seed: int = 2**20
     dtype: str = "float32"
-    data_parallel: int = 1
+    data_parallel: int | str = "auto"
     seed_parallel: int = 1
     sampler: str = "threefry_paired"
     seed_group: int = 0
@@ -151,8 +155,14 @@ class TrainConfig:
             raise ValueError(
                 f"train: ckpt_every ({self.ckpt_every}) must be a multiple of eval_every ({self.eval_every})"
             )
-        check_int("train", 0, data_parallel=self.data_parallel, seed_group=self.seed_group)
-        if self.data_parallel and self.batch_size % self.data_parallel:
+        if isinstance(self.data_parallel, str) and self.data_parallel != "auto":  # `--set train.data_parallel=2` gives "2"
+            if not self.data_parallel.isdigit():
+                raise ValueError(f"train: data_parallel must be 'auto' or an integer >= 0, got {self.data_parallel!r}")
+            object.__setattr__(self, "data_parallel", int(self.data_parallel))
+        if self.data_parallel != "auto":
+            check_int("train", 0, data_parallel=self.data_parallel)
+        check_int("train", 0, seed_group=self.seed_group)
+        if self.data_parallel not in ("auto", 0) and self.batch_size % self.data_parallel:
             raise ValueError(f"train: batch_size ({self.batch_size}) must be divisible by data_parallel ({self.data_parallel})")
         if self.n_seeds % self.seed_parallel:
             raise ValueError(f"train: n_seeds ({self.n_seeds}) must be divisible by seed_parallel ({self.seed_parallel})")

@@ -39,6 +39,11 @@ from icl.config import upgrade_saved
 LOG, SUMMARY, CONFIG, LOCK = "log.jsonl", "summary.json", "config.json", ".lock"
 # Fields a resumed run may change: they do not change the trained parameters.
 FREE_FIELDS = ("train.steps", "compare_against", "train.final_eval_tasks")
+# Fields that lay a run out on devices: they change its numbers by float rounding only (the gradient's
+# sum is split otherwise), so they do not name it and a resumed run may change them (a run moved to
+# another machine resumes; bit for bit only on the same layout). The value is the one they name a run
+# by: data_parallel's default before "auto", so every run keeps its directory.
+LAYOUT_FIELDS = {"train.data_parallel": 1}
 
 
 def naming_config(config) -> dict:
@@ -46,12 +51,16 @@ def naming_config(config) -> dict:
     hashes it): the FREE_FIELDS do not name it, so changing one on a finished run resumes the same
     directory (and recomputes only its table). train.steps is left out; the others are set to
     their defaults (compare_against: the task's baselines), which keeps the name of a config
-    that has them at their defaults (the default `paper_1layer`) what it was before this rule."""
+    that has them at their defaults (the default `paper_1layer`) what it was before this rule. The
+    LAYOUT_FIELDS name it at their fixed values, whatever the config says."""
     for dotted in FREE_FIELDS:
         if dotted != "train.steps":
             config = _at_default(config, dotted)
     data = config.to_dict()
     data["train"].pop("steps")
+    for dotted, value in LAYOUT_FIELDS.items():
+        section, name = dotted.split(".")
+        data[section][name] = value
     for section, name, default in ADDED_FIELDS:
         if data[section].get(name) == default:
             del data[section][name]
@@ -142,7 +151,7 @@ def config_differences(saved: dict, config) -> list[str]:
             continue
         old = {**_field_defaults(getattr(config, section)), **saved.get(section, {})}
         diff += [f"{section}.{k}" for k in sorted(set(values) | set(old))
-                 if values.get(k) != old.get(k) and f"{section}.{k}" not in FREE_FIELDS]
+                 if values.get(k) != old.get(k) and f"{section}.{k}" not in (*FREE_FIELDS, *LAYOUT_FIELDS)]
     return diff
 
 

@@ -590,6 +590,7 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
         "log_complete": main_process and not any(r.get("event") == "log_gap" for r in rundir.read_log(run_dir)),
         **table,
         "devices": _devices(),
+        "mesh": dict(trainer.mesh.shape),  # seeds x data: the devices this run's seeds and batch were split over
         "versions": _versions(),
         "command": " ".join(sys.argv),
     }

@@ -25,6 +25,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from icl import compare, curriculum, models
 from icl.config import ExperimentConfig, OptimConfig
+from icl.devices import auto_data_parallel
 from icl.distributed import to_host
 from icl.precision import highest, traced_at
 from icl.tasks import rng
@@ -147,13 +148,18 @@ def heldout_key(config: ExperimentConfig, purpose: HeldOut | int) -> jax.Array:
 
 
 def make_mesh(config: ExperimentConfig, devices=None) -> Mesh:
-    """A (seeds, data) device mesh for the run, with a clear error if the devices are too few.
+    """A (seeds, data) device mesh for the run, with a clear error if the devices are too few;
+    `train.data_parallel="auto"` follows `icl.devices.auto_data_parallel`.
 
     `devices`: the devices to lay the mesh on (default `jax.devices()`, every process's); `icl aot`
     passes the devices of a hardware target description instead."""
     cfg = config.train
     devices = jax.devices() if devices is None else list(devices)
-    data = cfg.data_parallel or max(len(devices) // cfg.seed_parallel, 1)
+    left = max(len(devices) // cfg.seed_parallel, 1)  # devices left for the data axis
+    if cfg.data_parallel == "auto":
+        data = auto_data_parallel(config.model, cfg.batch_size, left, devices[0].platform)
+    else:
+        data = cfg.data_parallel or left
     if cfg.seed_parallel * data > len(devices):
         raise ValueError(
             f"train: seed_parallel x data_parallel = {cfg.seed_parallel} x {data} devices requested, "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import jax
 
-from icl import pretrained, runs
+from icl import devices, pretrained, runs
 from icl.config import ExperimentConfig
 from icl.plots import band, pyplot  # noqa: F401  (the figure scripts use common.band / common.pyplot)
 
@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def parse_args(description: str) -> argparse.Namespace:
+    devices.use_cpu_cores()  # before JAX starts: each core a device, for train.data_parallel="auto" (icl.devices)
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="a few minutes on a 2-core CPU (smoke test)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default paper_figures/ or paper_figures/quick/)")

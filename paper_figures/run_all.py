@@ -12,7 +12,8 @@ Every script's own numbers are unchanged: each run is a pure function of its con
 `wall_s` is its own (measured while sharing the machine).
 
 How many at once (`--jobs`, default `plan_jobs` on the device a child process finds): on a CPU,
-the CPU count; on GPUs, GPU_JOBS_PER_DEVICE scripts per GPU, each started with
+the CPU count, each script with its share of the cores as JAX devices (JAX_NUM_CPU_DEVICES); on
+GPUs, GPU_JOBS_PER_DEVICE scripts per GPU, each started with
 XLA_PYTHON_CLIENT_PREALLOCATE=false and XLA_PYTHON_CLIENT_MEM_FRACTION = 0.9 / (scripts per GPU),
 so several small programs fill one GPU instead of the first taking 75 % of its memory; on TPUs,
 one (a TPU chip takes one process).
@@ -52,15 +53,19 @@ def probe_device(python: str) -> tuple[str, int]:
         return "cpu", 1
 
 
-def plan_jobs(backend: str, n_devices: int, n_cpus: int) -> tuple[int, dict[str, str]]:
-    """(scripts at once, extra environment for each) on this device (see the module docstring)."""
+def plan_jobs(backend: str, n_devices: int, n_cpus: int, jobs: int | None = None) -> tuple[int, dict[str, str]]:
+    """(scripts at once, extra environment for each) on this device (see the module docstring);
+    `jobs`: the user's count instead (one script at a time on a TPU regardless). On a CPU each
+    script gets its share of the cores as JAX devices (`icl.devices`: with as many scripts as
+    cores, one each, so two scripts' data-parallel splits never fight for the same cores)."""
     if backend == "gpu":
         per_device = GPU_JOBS_PER_DEVICE
-        return per_device * n_devices, {"XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-                                        "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{0.9 / per_device:.3f}"}
+        return jobs or per_device * n_devices, {"XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                                                "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{0.9 / per_device:.3f}"}
     if backend == "tpu":
         return 1, {}
-    return max(n_cpus, 1), {}
+    jobs = jobs or max(n_cpus, 1)
+    return jobs, {"JAX_NUM_CPU_DEVICES": str(max(n_cpus // jobs, 1))}
 
 
 def scripts(only: list[str] | None) -> list[str]:
@@ -100,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     backend, n_devices = probe_device(args.python)
-    jobs, extra_env = plan_jobs(backend, n_devices, os.cpu_count() or 1)
-    if args.jobs is not None:  # the user's count; one script per device on a TPU regardless
-        jobs = 1 if backend == "tpu" else args.jobs
+    jobs, extra_env = plan_jobs(backend, n_devices, os.cpu_count() or 1, args.jobs)
+    if "JAX_NUM_CPU_DEVICES" in os.environ or "--xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        extra_env.pop("JAX_NUM_CPU_DEVICES", None)  # the caller chose the CPU devices
     env = {**os.environ, **extra_env}
     print(f"run_all: {backend} x {n_devices}: {jobs} script(s) at once"
           + (f" ({', '.join(f'{k}={v}' for k, v in extra_env.items())})" if extra_env else ""), flush=True)

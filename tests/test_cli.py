@@ -1,6 +1,7 @@
 """The `icl` command's defaults: the run directory a command resolves to, and what `icl compare`
 compares with when not told (training and comparing themselves: tests/test_train.py)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -27,7 +28,8 @@ def test_default_run_dir_of_a_config_with_free_fields_at_their_defaults_is_its_p
     """The default job's name did not move with the rule: its compare_against is its task's
     baselines and its final_eval_tasks the default, so the hash is of its whole config minus
     train.steps and minus the fields added since (model.family "lsa", train.objective "query",
-    task.weight_mean 0.0, the curricula off, no sweep), as before."""
+    task.weight_mean 0.0, the curricula off, no sweep), as before; train.data_parallel (now "auto")
+    names it at 1, its default then, whatever its value (a layout field)."""
     import hashlib
 
     config = experiments.get(experiments.DEFAULT)
@@ -37,8 +39,13 @@ def test_default_run_dir_of_a_config_with_free_fields_at_their_defaults_is_its_p
     assert data["task"].pop("weight_mean") == 0.0
     assert [data["train"].pop(k) for k in ("curriculum", "curriculum_every", "loop_curriculum")] == ["none", 2000, "none"]
     assert [data["train"].pop(k) for k in ("sweep", "sweep_values")] == ["", ()]
+    assert data["train"]["data_parallel"] == "auto"
+    data["train"]["data_parallel"] = 1
     digest = hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
     assert cli.default_run_dir(config).name == f"{config.name}-{digest}" == "paper_1layer-5184ca67"
+    for layout in (1, 2, 0):
+        laid_out = dataclasses.replace(config, train=dataclasses.replace(config.train, data_parallel=layout))
+        assert cli.default_run_dir(laid_out).name == "paper_1layer-5184ca67"
 
 
 def test_train_with_another_compare_against_resumes_the_same_directory_and_compare_defaults_to_it(

@@ -17,8 +17,11 @@ def load():
 
 def test_jobs_per_device():
     run_all = load()
-    assert run_all.plan_jobs("cpu", 1, 2) == (2, {})
+    assert run_all.plan_jobs("cpu", 1, 2) == (2, {"JAX_NUM_CPU_DEVICES": "1"})
+    assert run_all.plan_jobs("cpu", 1, 8, jobs=2) == (2, {"JAX_NUM_CPU_DEVICES": "4"})  # the user's count: 4 cores each
+    assert run_all.plan_jobs("cpu", 1, 2, jobs=4) == (4, {"JAX_NUM_CPU_DEVICES": "1"})
     assert run_all.plan_jobs("tpu", 8, 96) == (1, {})
+    assert run_all.plan_jobs("tpu", 8, 96, jobs=3) == (1, {})
     jobs, env = run_all.plan_jobs("gpu", 2, 16)
     assert jobs == 2 * run_all.GPU_JOBS_PER_DEVICE
     assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"

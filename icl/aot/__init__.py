@@ -26,8 +26,8 @@ device description in `icl/aot/` (H100 SXM5: `h100.txtpb`), its PTX assembled by
 `cpu` compiles for this machine's CPU devices (no extra needed).
 
 Notes:
-  * The data-parallel layout is the config's: `train.data_parallel=1` (the default) uses one
-    device of the target; `--set train.data_parallel=0` splits the batch over all of them.
+  * The data-parallel layout is the config's: the default `train.data_parallel="auto"` uses
+    one device of an accelerator target (`icl.devices`); `--set train.data_parallel=0` splits the batch over all of them.
   * The XLA:GPU compile-only executable has no cost analysis; for GPU targets the cost is XLA's
     generic `HloCostAnalysis` of the optimised per-device GPU module (`cost_source` says which),
     which counts fused dots but not library calls (custom calls such as cuSOLVER's SVD; their

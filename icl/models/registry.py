@@ -13,7 +13,10 @@ decorated `@register("name")`, with
       "causal" - every position is a query for the pairs before it, the loss averaged over
                  positions (Garg et al. 2022); the module then also has
                  `predict_prefixes(x [B, T, d], y [B, T]) -> [B, T]`, position t predicted
-                 from (x_1, y_1, ..., x_{t-1}, y_{t-1}, x_t).
+                 from (x_1, y_1, ..., x_{t-1}, y_{t-1}, x_t);
+  * optionally `splits_on_cpu(self) -> bool`: True where a batch split over CPU cores was
+    measured to train faster (`icl.devices.auto_data_parallel`; without it a run stays on one
+    CPU device unless `train.data_parallel` says otherwise).
 
 `build(config, d, key)` dispatches on the config's family; `icl.config.ExperimentConfig.model`
 holds any registered family's config (`--set model=<family>` switches, `--set model.<field>=`
