@@ -15,8 +15,11 @@ the zero predictor scores ~1).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
+from flax import nnx
 
 from icl.analysis.prefix_curves import error_scale
 
@@ -34,9 +37,16 @@ def seed_error_curves(models, task, x: jax.Array, y: jax.Array) -> np.ndarray:
     scale = error_scale(task)
     out = []
     for model in models:
-        pred = jax.jit(lambda x_, y_, m=model: m.predict_prefixes(x_, y_))(x, y)
+        graphdef, state = nnx.split(model)  # the weights an argument, not constants: one program for every seed and step
+        pred = _prefix_predictions(graphdef, state, x, y)
         out.append(np.asarray(((pred - y) ** 2).mean(0)) / scale)
     return np.stack(out)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _prefix_predictions(graphdef, state, x: jax.Array, y: jax.Array) -> jax.Array:
+    """[B, T]: `predict_prefixes` of the model split into (graphdef, state)."""
+    return nnx.merge(graphdef, state).predict_prefixes(x, y)
 
 
 def error_past(curves, d: int) -> np.ndarray:

@@ -22,7 +22,7 @@ claim9_ssm_vs_transformer_lrcheck_<model>_lr<lr> — the learning-rate check, bo
   runtime:  full 2,213 s of training wall time on the 2-core CPU beside other jobs (load 4-11): GPT-2 666 / 495 s
             (linear / relu, 10,000 steps x 3 seeds), Mamba 244 / 180 s (1,200 steps x 3 seeds), the stalled GPT-2 at
             3e-3 628 s; plus the lr check (1,000 steps, 1 seed: GPT-2 49 / 56 s, Mamba 253 / 295 s); about 37
-            CPU-minutes in all. Quick (200 / 100 steps, 2 seeds, no lr check): 64 s of training, 120 s wall.
+            CPU-minutes in all. Quick (200 / 100 steps, 2 seeds, no lr check): 64 s of training, 112 s wall alone on the idle CPU.
   numbers:  paper_figures/claim9_ssm_vs_transformer.json (3 seeds, 2,000 held-out sequences), error past k = 7,
             linear / relu: Mamba 0.080 / 0.323 (1,200 steps) vs GPT-2 0.183 / 0.340 (10,000 steps, lr 1e-3; at 3e-3
             0.748 on linear); least squares 0.000 / 1.006, kernel ridge - / 0.313. Verdict: held
