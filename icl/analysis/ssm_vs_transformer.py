@@ -37,8 +37,10 @@ def seed_error_curves(models, task, x: jax.Array, y: jax.Array) -> np.ndarray:
     scale = error_scale(task)
     out = []
     for model in models:
-        graphdef, state = nnx.split(model)  # the weights an argument, not constants: one program for every seed and step
-        pred = _prefix_predictions(graphdef, state, x, y)
+        if isinstance(model, nnx.Module):  # the weights an argument, not constants: one program for every seed and step
+            pred = _prefix_predictions(*nnx.split(model), x, y)
+        else:  # any object with predict_prefixes
+            pred = model.predict_prefixes(x, y)
         out.append(np.asarray(((pred - y) ** 2).mean(0)) / scale)
     return np.stack(out)
 
