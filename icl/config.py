@@ -338,6 +338,8 @@ def _parse_assignment(config: ExperimentConfig, assignment: str) -> tuple[str, s
     names = [f.name for f in dataclasses.fields(obj) if f.init]
     if field not in names:
         raise ValueError(f"--set {key!r}: {section} has no field {field!r}; valid: {', '.join(names)}")
+    if (section, field) == ("train", "data_parallel"):  # "auto" or a count, whatever it holds now
+        return section, field, text if text == "auto" else _parse_value(text, 0, key)
     return section, field, _parse_value(text, getattr(obj, field), key)
 
 

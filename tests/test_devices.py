@@ -44,10 +44,14 @@ def test_data_parallel_field():
     assert apply_overrides(config, ["train.data_parallel=2", "train.batch_size=8"]).train.data_parallel == 2
     assert apply_overrides(config, ["train.data_parallel=0"]).train.data_parallel == 0
     assert apply_overrides(config, ["train.data_parallel=auto"]).train.data_parallel == "auto"
-    for bad, message in (("two", "data_parallel must be 'auto' or an integer >= 0"), ("-1", "data_parallel must be 'auto'"),
+    assert apply_overrides(config, ["train.data_parallel=1", "train.data_parallel=auto"]).train.data_parallel == "auto"
+    for bad, message in (("two", "cannot read 'two' as int"), ("-1", "data_parallel must be an integer >= 0"),
                          ("3", "must be divisible by data_parallel")):
         with pytest.raises(ValueError, match=message):
             apply_overrides(config, [f"train.data_parallel={bad}", "train.batch_size=8"])
+    with pytest.raises(ValueError, match="data_parallel must be 'auto' or an integer >= 0, got 'two'"):
+        TrainConfig(data_parallel="two")  # as a config.json could say
+    assert TrainConfig(data_parallel="2", batch_size=8).data_parallel == 2
     saved = json.loads(config.to_json())
     assert saved["train"]["data_parallel"] == "auto"
     assert type(config).from_dict(saved) == config
