@@ -204,6 +204,7 @@ def experiment_rates(names: list[str], chunk: int, repeats: int) -> list[dict]:
         rate, compile_s = timing["steps_per_s"], timing["compile_s"]
         cfg = config.train
         rows.append({"experiment": name, "study": experiments.entry(name).study, "steps": cfg.steps, "n_seeds": cfg.n_seeds,
+                     "devices": dict(make_mesh(config).shape)["data"],
                      "batch": cfg.batch_size, "dtype": cfg.dtype, "compile_s": round(compile_s, 2),
                      "steps_per_s": round(rate, 2), "train_minutes": round(cfg.steps / rate / 60, 2)})
         print(f"{name:48s} {cfg.n_seeds:2d} x {cfg.batch_size:5d} {rate:8.1f} steps/s  {rows[-1]['train_minutes']:7.2f} min", flush=True)

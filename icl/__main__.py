@@ -2,6 +2,6 @@
 
 import sys
 
-from icl.cli import main
+from icl.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

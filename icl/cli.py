@@ -252,7 +252,6 @@ def main(argv=None) -> int:
     system / memory error (one line on stderr), 3 training diverged, 130 interrupted (Ctrl-C, after
     checkpointing), 143 SIGTERM (after checkpointing)."""
     args = parser().parse_args(argv)
-    devices.use_cpu_cores()  # before JAX starts: each core a device, for `train.data_parallel="auto"`
     for name in ("absl", "asyncio"):  # orbax's background threads log tracebacks there; we say it in one line
         logging.getLogger(name).setLevel(logging.CRITICAL)
     _quiet_closed_loop_traces()
@@ -281,5 +280,13 @@ def main(argv=None) -> int:
         return 2
 
 
+def entry() -> int:
+    """The `icl` command (and `python -m icl`): `main` in a process of its own, which first makes
+    each CPU core a JAX device (`icl.devices.use_cpu_cores`, for `train.data_parallel="auto"`).
+    `main` itself, called from Python, leaves the caller's devices as they are."""
+    devices.use_cpu_cores()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -72,10 +72,10 @@ class TrainConfig:
         (`precision.at_dtype`), whatever the caller's setting.
       data_parallel: devices the task batch is split over (a `data` mesh axis); 0 = all devices
         left after seed_parallel; "auto" (default): on a CPU, its cores as devices where that
-        trains faster (`icl.devices.auto_data_parallel`: attention-only models, >= 1,024 tasks per
-        core), else 1; on an accelerator 1. Parameters are replicated over this axis. It does not
-        name a run, and a resumed run may change it (`icl.rundir.LAYOUT_FIELDS`): layouts give the
-        same training up to float rounding of the gradient's sum.
+        trains faster (`icl.devices.auto_data_parallel`: attention-only models deeper than one
+        linear layer, >= 1,024 tasks per core), else 1; on an accelerator 1. Parameters are
+        replicated over this axis. It does not name a run, and a resumed run may change it
+        (`LAYOUT_FIELDS`): layouts give the same training up to float rounding of the gradient's sum.
       seed_parallel: devices the seeds are split over (a `seeds` mesh axis).
       sampler: the random stream training tasks are drawn from (`icl.tasks.rng`):
         "threefry_paired" (default) is JAX's threefry hash with both words of each block used,
@@ -185,6 +185,22 @@ class TrainConfig:
             raise ValueError("train: sweep and sweep_values go together: name the optim field and give its values")
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.sweep_values):
             raise ValueError(f"train: sweep_values must be numbers, got {self.sweep_values!r}")
+
+
+# Fields that lay a run out on devices: they change its numbers by float rounding only (the
+# gradient's sum is split otherwise), so they do not name a run (`icl.rundir.naming_config`), a
+# resumed run may change them (bit for bit only on the same layout) and a shipped model matches a
+# config whatever they say (`icl.pretrained.matches`). The value is the one a run is named by:
+# data_parallel's default before "auto", so a run of the default layout keeps its directory.
+LAYOUT_FIELDS = {"train.data_parallel": 1}
+
+
+def at_layout_names(config: ExperimentConfig) -> ExperimentConfig:
+    """`config` with every LAYOUT_FIELDS field at the value runs are named by."""
+    for dotted, value in LAYOUT_FIELDS.items():
+        section, name = dotted.split(".")
+        config = dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **{name: value})})
+    return config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,7 +355,11 @@ def _parse_assignment(config: ExperimentConfig, assignment: str) -> tuple[str, s
     if field not in names:
         raise ValueError(f"--set {key!r}: {section} has no field {field!r}; valid: {', '.join(names)}")
     if (section, field) == ("train", "data_parallel"):  # "auto" or a count, whatever it holds now
-        return section, field, text if text == "auto" else _parse_value(text, 0, key)
+        if text == "auto":
+            return section, field, text
+        if not text.isdigit():
+            raise ValueError(f"--set {key}: expected 'auto' or an integer >= 0 (0 = every device), got {text!r}")
+        return section, field, int(text)
     return section, field, _parse_value(text, getattr(obj, field), key)
 
 

@@ -12,9 +12,10 @@ the work); figure 4's MLP embedding 0.43x and MLP blocks 0.83x (their large prod
 use every core; split, the two devices fight for them). Hence the rule of `auto_data_parallel`
 and the model families' `splits_on_cpu`.
 
-`use_cpu_cores()` is an application's choice, made once before JAX starts a backend: `icl` (the
-command line), the figure and claim drivers and the benchmarks call it; the library never does,
-so a program that imports `icl` keeps its own device setup.
+`use_cpu_cores()` is an application's choice, made once before JAX starts a backend: the `icl`
+command (`icl.cli.entry`, also `python -m icl`), the figure and claim drivers and
+`benchmarks/bench_figures.py` call it; the library never does (`icl.cli.main` called from Python
+included), so a program that imports `icl` keeps its own device setup.
 """
 
 from __future__ import annotations

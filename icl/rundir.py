@@ -16,7 +16,9 @@ Guarantees (tested by fault injection in tests/test_faults.py):
     before it, with an event in the log;
   * the directory belongs to one config: another config is refused, except train.steps (which
     may grow, to extend a run, unless the learning-rate schedule depends on it),
-    compare_against and final_eval_tasks (which only shape the final table).
+    compare_against and final_eval_tasks (which only shape the final table), and the device
+    layout (`icl.config.LAYOUT_FIELDS`: it names no run, so a run named with an explicit
+    data_parallel before the field became a layout field is found under a new name).
 """
 
 from __future__ import annotations
@@ -34,16 +36,11 @@ import jax
 import orbax.checkpoint as ocp
 
 from icl.checks import first_line
-from icl.config import upgrade_saved
+from icl.config import LAYOUT_FIELDS, at_layout_names, upgrade_saved
 
 LOG, SUMMARY, CONFIG, LOCK = "log.jsonl", "summary.json", "config.json", ".lock"
 # Fields a resumed run may change: they do not change the trained parameters.
 FREE_FIELDS = ("train.steps", "compare_against", "train.final_eval_tasks")
-# Fields that lay a run out on devices: they change its numbers by float rounding only (the gradient's
-# sum is split otherwise), so they do not name it and a resumed run may change them (a run moved to
-# another machine resumes; bit for bit only on the same layout). The value is the one they name a run
-# by: data_parallel's default before "auto", so every run keeps its directory.
-LAYOUT_FIELDS = {"train.data_parallel": 1}
 
 
 def naming_config(config) -> dict:
@@ -56,11 +53,8 @@ def naming_config(config) -> dict:
     for dotted in FREE_FIELDS:
         if dotted != "train.steps":
             config = _at_default(config, dotted)
-    data = config.to_dict()
+    data = at_layout_names(config).to_dict()
     data["train"].pop("steps")
-    for dotted, value in LAYOUT_FIELDS.items():
-        section, name = dotted.split(".")
-        data[section][name] = value
     for section, name, default in ADDED_FIELDS:
         if data[section].get(name) == default:
             del data[section][name]

@@ -1,7 +1,7 @@
 """The device side of training: optimiser, model spec, seeds and keys, the mesh, the compiled
 train chunk and evaluation (`Trainer`), and the final comparison table.
 
-Keys (a run is a pure function of its `ExperimentConfig`):
+Keys (a run is a pure function of its `ExperimentConfig` and its device layout; layouts differ by float rounding only):
   * seed i of `n_seeds` has root key `key(seed + i)` (in a sweep, every value's column i); its initial weights come from
     `fold_in(root, 0)` and the tasks of step t from `fold_in(fold_in(root, 1), t)`, drawn inside
     the jitted step, so a resumed run sees exactly the data of an uninterrupted one;

@@ -8,7 +8,9 @@ the second core of a 2-core machine mostly idle on these programs (small batched
 op at a time), so two trainings side by side get through 1.4-1.8x the work of one (measured, 2
 cores: figure 2's 5-layer stack 6.1 steps/s alone, 5.0 + 5.3 two at once; figure 4 9.0 vs 6.5 +
 6.1; figure 5 11.6 vs 7.2 + 8.0; `benchmarks/bench_figures.py --experiments NAME` in two shells).
-Every script's own numbers are unchanged: each run is a pure function of its config, and its
+Every script's own numbers are unchanged: each run is a pure function of its config and its
+device layout (here one CPU device per script; a script run alone splits a large batch of a deep
+attention stack over the cores, `icl.devices`: the same training up to float rounding), and its
 `wall_s` is its own (measured while sharing the machine).
 
 How many at once (`--jobs`, default `plan_jobs` on the device a child process finds): on a CPU,
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     backend, n_devices = probe_device(args.python)
-    jobs, extra_env = plan_jobs(backend, n_devices, os.cpu_count() or 1, args.jobs)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # as icl.devices counts them
+    jobs, extra_env = plan_jobs(backend, n_devices, cores, args.jobs)
     if "JAX_NUM_CPU_DEVICES" in os.environ or "--xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         extra_env.pop("JAX_NUM_CPU_DEVICES", None)  # the caller chose the CPU devices
     env = {**os.environ, **extra_env}

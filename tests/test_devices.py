@@ -45,7 +45,7 @@ def test_data_parallel_field():
     assert apply_overrides(config, ["train.data_parallel=0"]).train.data_parallel == 0
     assert apply_overrides(config, ["train.data_parallel=auto"]).train.data_parallel == "auto"
     assert apply_overrides(config, ["train.data_parallel=1", "train.data_parallel=auto"]).train.data_parallel == "auto"
-    for bad, message in (("two", "cannot read 'two' as int"), ("-1", "data_parallel must be an integer >= 0"),
+    for bad, message in (("two", "expected 'auto' or an integer >= 0"), ("-1", "expected 'auto' or an integer >= 0"),
                          ("3", "must be divisible by data_parallel")):
         with pytest.raises(ValueError, match=message):
             apply_overrides(config, [f"train.data_parallel={bad}", "train.batch_size=8"])
@@ -106,10 +106,20 @@ def test_the_command_line_splits_a_large_batch_over_two_cores_and_resumes_on_ano
 
 
 def test_auto_meets_the_mesh():
-    """`make_mesh` follows the rule with the devices it is given (here this process's one CPU)."""
+    """`make_mesh` follows the rule with the devices it is given, and `cli.main` called from
+    Python leaves this process's devices alone (only the `icl` command makes cores devices)."""
+    import jax
+
+    from icl import cli
     from icl.trainer import make_mesh
 
-    config = experiments.get(experiments.DEFAULT)
+    assert cli.main(["list"]) == 0
+    config = experiments.get(experiments.DEFAULT)  # one linear layer: one device under "auto"
     assert dict(make_mesh(config).shape) == {"seeds": 1, "data": 1}
+    two = dataclasses.replace(config, model=dataclasses.replace(config.model, n_layers=2))
+    cpus = jax.devices("cpu")
+    assert dict(make_mesh(two, cpus[:1]).shape)["data"] == 1
+    if len(cpus) >= 2:  # a process made with several CPU devices
+        assert dict(make_mesh(two, cpus[:2]).shape)["data"] == 2
     zero = dataclasses.replace(config, train=dataclasses.replace(config.train, data_parallel=0))
-    assert dict(make_mesh(zero).shape)["data"] == 1  # 0: every device (one here)
+    assert dict(make_mesh(zero).shape)["data"] == len(jax.devices())  # 0: every device

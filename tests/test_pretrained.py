@@ -53,3 +53,22 @@ def test_compare_accepts_a_pretrained_model_and_writes_outside_the_package(tmp_p
     written = tmp_path / "runs" / "pretrained" / "fig1_one_layer" / "compare.json"
     assert json.loads(written.read_text())["n_tasks"] == 500
     assert sorted(p.name for p in (pretrained.ROOT / "fig1_one_layer").iterdir()) == before
+
+
+def test_every_shipped_run_of_a_registered_experiment_matches_it_on_any_layout():
+    """`--pretrained` reuses a shipped model only when its config is the script's: the shipped
+    configs say data_parallel 1 (their layout), the registry "auto"; a layout does not make it
+    another run (`icl.config.LAYOUT_FIELDS`), anything else does."""
+    import dataclasses
+
+    from icl import experiments
+
+    shipped = [n for n in pretrained.names() if n in experiments.names()]
+    assert len(shipped) >= 30
+    for name in shipped:
+        config = experiments.get(name)
+        assert pretrained.matches(config), name
+        for layout in (1, 2, 0):
+            assert pretrained.matches(dataclasses.replace(config, train=dataclasses.replace(config.train, data_parallel=layout)))
+    other = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=config.train.seed + 1))
+    assert not pretrained.matches(other)

@@ -27,7 +27,8 @@ device description in `icl/aot/` (H100 SXM5: `h100.txtpb`), its PTX assembled by
 
 Notes:
   * The data-parallel layout is the config's: the default `train.data_parallel="auto"` uses
-    one device of an accelerator target (`icl.devices`); `--set train.data_parallel=0` splits the batch over all of them.
+    one device of an accelerator target (`icl.devices`; for `--target cpu`, `icl aot` makes the
+    cores devices and "auto" may split, `python -m icl.aot` does not); `--set train.data_parallel=0` splits the batch over all of them.
   * The XLA:GPU compile-only executable has no cost analysis; for GPU targets the cost is XLA's
     generic `HloCostAnalysis` of the optimised per-device GPU module (`cost_source` says which),
     which counts fused dots but not library calls (custom calls such as cuSOLVER's SVD; their

@@ -60,12 +60,14 @@ def output_dir(run_dir: str | Path) -> Path:
 
 
 def matches(config) -> bool:
-    """Whether a shipped model has `config`'s name and exactly its config (so it is that run)."""
-    from icl.config import ExperimentConfig  # here: keep `import icl.pretrained` light
+    """Whether a shipped model has `config`'s name and exactly its config (so it is that run),
+    whatever device layout either says (`icl.config.LAYOUT_FIELDS`)."""
+    from icl.config import ExperimentConfig, at_layout_names  # here: keep `import icl.pretrained` light
 
     if config.name not in names():
         return False
-    return ExperimentConfig.from_dict(json.loads((ROOT / config.name / "config.json").read_text())) == config
+    shipped = ExperimentConfig.from_dict(json.loads((ROOT / config.name / "config.json").read_text()))
+    return at_layout_names(shipped) == at_layout_names(config)
 
 
 def run(name: str):
