@@ -133,8 +133,9 @@ def _first_nonfinite(losses: np.ndarray, metrics: dict) -> tuple[str, int] | Non
     return None
 
 
-def _open_log(run_dir: Path, start: int, main_process: bool, echo) -> tuple[Any, float]:
-    """The log opened for appending after `start`, and the wall time the run had spent up to it.
+def _open_log(run_dir: Path, start: int, main_process: bool, echo, mesh: dict) -> tuple[Any, float]:
+    """The log opened for appending after `start`, and the wall time the run had spent up to it;
+    a resumed run's `resumed` event says its device layout (`mesh`, which may differ from before).
     Records after `start` (written before a kill that lost their checkpoint) are dropped, since
     the resumed run writes them again; a log missing records up to `start` gets a `log_gap` event."""
     if not main_process:
@@ -148,7 +149,7 @@ def _open_log(run_dir: Path, start: int, main_process: bool, echo) -> tuple[Any,
     if logged_step < start:
         records.append({"event": "log_gap", "from_step": logged_step, "to_step": start})
         echo(f"warning: {path} has no records from step {logged_step} to {start} (deleted or cut); the gap is marked in it")
-    records.append({"event": "resumed", "step": start})
+    records.append({"event": "resumed", "step": start, "mesh": mesh})
     rundir.write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
     return open(path, "a"), wall
 
@@ -456,7 +457,7 @@ def _train_locked(config, run_dir: Path, until_step, progress: bool, echo, main_
     evaluate = trainer.evaluator(reference)
     keys = trainer.keys()
     bar = _progress(progress and main_process, start, end)
-    log_file, wall_before = _open_log(run_dir, start, main_process, echo)
+    log_file, wall_before = _open_log(run_dir, start, main_process, echo, dict(trainer.mesh.shape))
     saver = _Saver(manager, run_dir, cfg.dtype, _state_bytes(params, opt_state))
     log = _Log(log_file, saver, run_dir)
     t0, clock, postfix_t = time.perf_counter(), _Clock(), 0.0

@@ -100,6 +100,8 @@ def test_the_command_line_splits_a_large_batch_over_two_cores_and_resumes_on_ano
     train(moved, "--set", "train.data_parallel=1", "--until-step", "10")
     resumed = train(moved)  # auto: 2 devices
     assert resumed["mesh"] == {"seeds": 1, "data": 2} and resumed["resumed_from"] == 10
+    events = [json.loads(line) for line in (moved / "log.jsonl").read_text().splitlines() if '"event"' in line]
+    assert events == [{"event": "resumed", "step": 10, "mesh": {"seeds": 1, "data": 2}}]
     a, b = (np.asarray(s["model"]["loss"]) for s in (resumed, whole))
     np.testing.assert_allclose(a, b, rtol=1e-4)  # float32: the two sums of the gradient differ in rounding
     assert resumed["solvers"]["gd"]["loss"] == whole["solvers"]["gd"]["loss"]
