@@ -78,10 +78,10 @@ def test_use_cpu_cores_makes_each_core_a_device_unless_the_caller_chose():
 
 
 def test_the_command_line_splits_a_large_batch_over_two_cores_and_resumes_on_another_layout(tmp_path):
-    """`icl train` with two CPU devices: a two-layer stack's batch of 2,048 goes over both (its
-    summary's mesh), the default job's (one linear layer) and an MLP-block model's stay on one; a
-    run stopped on one layout resumes on the other (the layout does not name the run) and ends
-    where an uninterrupted run does, up to float rounding of the gradient's sum."""
+    """`icl train` with two CPU devices: a run of a two-layer stack stopped on one device resumes
+    on both ("auto" splits its batch of 2,048: the summary's mesh, the log's event; the layout does
+    not name the run) and ends where an uninterrupted one-device run does, up to float rounding of
+    the gradient's sum. (Which models "auto" keeps on one device: the tests above.)"""
     common = ["--no-progress"] + [part for s in ("model.n_layers=2", "train.steps=20", "train.eval_every=10", "train.ckpt_every=10",
                                                   "train.eval_tasks=64", "train.final_eval_tasks=64") for part in ("--set", s)]
 
@@ -91,9 +91,6 @@ def test_the_command_line_splits_a_large_batch_over_two_cores_and_resumes_on_ano
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads((out / "summary.json").read_text()) if "--until-step" not in extra else None
 
-    assert train(tmp_path / "auto")["mesh"] == {"seeds": 1, "data": 2}
-    assert train(tmp_path / "mlp", "--set", "model.mlp=true")["mesh"] == {"seeds": 1, "data": 1}
-    assert train(tmp_path / "one_layer", "--set", "model.n_layers=1")["mesh"] == {"seeds": 1, "data": 1}
     whole = train(tmp_path / "one", "--set", "train.data_parallel=1")
     assert whole["mesh"] == {"seeds": 1, "data": 1}
     moved = tmp_path / "moved"
