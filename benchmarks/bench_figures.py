@@ -265,8 +265,9 @@ def main(argv=None) -> int:
     official = Official(official_dir(args.vs_official), args.official_path) if args.vs_official else None
     runs, layout = {}, {}
     for name in args.configs:
-        runs[f"ours:{name}"] = ours(name, args.batch, args.chunk)
-        layout[name] = dict(make_mesh(our_config(name, args.batch)).shape)["data"]
+        config = our_config(name, args.batch)
+        runs[f"ours:{name}"] = chunk_runner(config, args.chunk)
+        layout[name] = dict(make_mesh(config).shape)["data"]
         if layout[name] > 1:  # the default splits the batch: time it on one device too
             runs[f"ours_1:{name}"] = ours(name, args.batch, args.chunk, 1)
         if official is not None:

@@ -37,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+from icl.devices import usable_cores
+
 HERE = Path(__file__).resolve().parent
 AFTER = {"fig3_recurrence": "fig2_depth"}  # script -> the script whose runs it reuses
 GPU_JOBS_PER_DEVICE = 4  # the paper's programs are small: one alone leaves a GPU mostly idle
@@ -107,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     backend, n_devices = probe_device(args.python)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # as icl.devices counts them
-    jobs, extra_env = plan_jobs(backend, n_devices, cores, args.jobs)
+    jobs, extra_env = plan_jobs(backend, n_devices, usable_cores(), args.jobs)
     if "JAX_NUM_CPU_DEVICES" in os.environ or "--xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         extra_env.pop("JAX_NUM_CPU_DEVICES", None)  # the caller chose the CPU devices
     env = {**os.environ, **extra_env}
